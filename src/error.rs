@@ -1,0 +1,213 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in livesettings.
+///
+/// Messages are lowercase and lead with the context:
+/// `invalid key 'a..b': empty segment at byte 2`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key or prefix does not follow the key rules (1 to 512 bytes, segments
+    /// of `[A-Za-z0-9_-]` separated by single dots).
+    InvalidKey {
+        /// The rejected key, possibly shortened for display.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A value is not valid JSON, or is too large or too deeply nested.
+    InvalidValue {
+        /// The key the value was meant for.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A nested JSON tree cannot be flattened into dotted keys, or stored keys
+    /// cannot be rebuilt into a tree (a key is both a value and a section).
+    Conflict {
+        /// The key that is both a leaf and a section.
+        key: String,
+        /// What collides with it.
+        reason: String,
+    },
+    /// A stored value does not deserialize into the requested type.
+    Decode {
+        /// The key or prefix that was read.
+        key: String,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+    /// Another connection held the database lock for longer than the busy
+    /// timeout. Nothing was written; retrying later is safe.
+    Busy {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database file is no longer at its path (deleted, or its folder
+    /// removed). Reads keep serving the last good snapshot; writes fail until
+    /// a database is back at the path.
+    DatabaseMissing {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file at the path is not a usable livesettings database (not
+    /// SQLite, corrupt, or written by a newer schema).
+    Unusable {
+        /// The database file.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// A validator registered for a section refused a write.
+    Rejected {
+        /// The key whose value was refused.
+        key: String,
+        /// The validator's reason.
+        reason: String,
+    },
+    /// An option passed to the builder is out of range.
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The store was closed.
+    Closed,
+    /// A timeout elapsed before the awaited state was reached.
+    Timeout {
+        /// What was awaited.
+        what: String,
+    },
+    /// An error from SQLite.
+    Sqlite {
+        /// What livesettings was doing.
+        context: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A file-system error.
+    Io {
+        /// What livesettings was doing, and on which path.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A JSON document given to `import` / `merge_json` could not be parsed.
+    Json {
+        /// Where the document came from.
+        context: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidKey { key, reason } => write!(f, "invalid key '{key}': {reason}"),
+            Error::InvalidValue { key, reason } => {
+                write!(f, "invalid value for key '{key}': {reason}")
+            }
+            Error::Conflict { key, reason } => write!(f, "conflicting key '{key}': {reason}"),
+            Error::Decode { key, source } => {
+                write!(f, "cannot decode the value at '{key}': {source}")
+            }
+            Error::Busy { path } => write!(
+                f,
+                "database {} is locked by another connection (busy timeout elapsed); nothing was written, retry later",
+                path.display()
+            ),
+            Error::DatabaseMissing { path } => write!(
+                f,
+                "database {} is missing (deleted or moved); serving the last loaded settings, writes fail until it is back",
+                path.display()
+            ),
+            Error::Unusable { path, reason } => {
+                write!(f, "database {} is unusable: {reason}", path.display())
+            }
+            Error::Rejected { key, reason } => {
+                write!(f, "write to '{key}' rejected by its validator: {reason}")
+            }
+            Error::InvalidOption { option, reason } => {
+                write!(f, "invalid option {option}: {reason}")
+            }
+            Error::Closed => write!(f, "the store is closed"),
+            Error::Timeout { what } => write!(f, "timed out waiting for {what}"),
+            Error::Sqlite { context, source } => write!(f, "{context}: {source}"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Json { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Decode { source, .. } | Error::Json { source, .. } => Some(source),
+            Error::Sqlite { source, .. } => Some(source),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    /// Wraps an error raised by SQL that a caller ran through
+    /// [`Store::write`](crate::Store::write).
+    fn from(source: rusqlite::Error) -> Self {
+        Error::Sqlite {
+            context: "sql statement failed".to_owned(),
+            source,
+        }
+    }
+}
+
+/// Adds context to SQLite errors, turning lock timeouts into [`Error::Busy`].
+pub(crate) trait SqliteContext<T> {
+    fn context(self, path: &std::path::Path, what: &str) -> Result<T>;
+}
+
+impl<T> SqliteContext<T> for rusqlite::Result<T> {
+    fn context(self, path: &std::path::Path, what: &str) -> Result<T> {
+        self.map_err(|source| classify(source, path, what))
+    }
+}
+
+/// Maps a SQLite error to the most specific variant.
+pub(crate) fn classify(source: rusqlite::Error, path: &std::path::Path, what: &str) -> Error {
+    use rusqlite::ErrorCode;
+    match source.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Error::Busy {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => Error::Unusable {
+            path: path.to_owned(),
+            reason: format!("{what}: {source}"),
+        },
+        _ => Error::Sqlite {
+            context: format!("{what} ({})", path.display()),
+            source,
+        },
+    }
+}
+
+/// Shortens user input for error messages so a 10 MB key does not become a
+/// 10 MB message.
+pub(crate) fn shorten(text: &str) -> String {
+    const LIMIT: usize = 80;
+    if text.len() <= LIMIT {
+        return text.escape_debug().to_string();
+    }
+    let mut end = LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", text[..end].escape_debug(), text.len())
+}

@@ -1,0 +1,156 @@
+//! What subscribers receive.
+
+use std::fmt;
+
+use serde_json::Value;
+
+/// Who made a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A write through this store.
+    Local,
+    /// Any other writer: another store, another process, the `sqlite3`
+    /// shell, or a replaced database file.
+    External,
+}
+
+impl Source {
+    /// `"local"` or `"external"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Local => "local",
+            Source::External => "external",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One key's change, applied to the snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The change-log sequence number of the last write to this key in the
+    /// batch (for a full reload, the log position the reload reflects).
+    pub seq: i64,
+    /// The dotted key.
+    pub key: String,
+    /// The value before, `None` when the key was created.
+    pub old: Option<Value>,
+    /// The value after, `None` when the key was removed.
+    pub new: Option<Value>,
+    /// Who wrote it.
+    pub source: Source,
+}
+
+/// Why the store reloaded every key instead of applying the change log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ReloadReason {
+    /// Log rows after the applied position are missing (pruned or deleted).
+    LogGap,
+    /// The log restarted below the applied position (table wiped or recreated).
+    LogReset,
+    /// The change-log triggers were missing; they were recreated.
+    TriggersMissing,
+    /// The database schema changed (DDL by someone else).
+    SchemaChanged,
+    /// The schema version in the meta table changed.
+    SchemaVersionChanged,
+    /// A different file is at the path (replaced by rename, or recreated).
+    FileReplaced,
+    /// A local transaction changed settings without logging them.
+    Unlogged,
+}
+
+impl ReloadReason {
+    /// Every reason, in a stable order.
+    pub const ALL: [ReloadReason; 7] = [
+        ReloadReason::LogGap,
+        ReloadReason::LogReset,
+        ReloadReason::TriggersMissing,
+        ReloadReason::SchemaChanged,
+        ReloadReason::SchemaVersionChanged,
+        ReloadReason::FileReplaced,
+        ReloadReason::Unlogged,
+    ];
+
+    /// A stable snake_case name, as printed by `watch --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadReason::LogGap => "log_gap",
+            ReloadReason::LogReset => "log_reset",
+            ReloadReason::TriggersMissing => "triggers_missing",
+            ReloadReason::SchemaChanged => "schema_changed",
+            ReloadReason::SchemaVersionChanged => "schema_version_changed",
+            ReloadReason::FileReplaced => "file_replaced",
+            ReloadReason::Unlogged => "unlogged",
+        }
+    }
+}
+
+impl fmt::Display for ReloadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value in the database that the store refused to apply; the snapshot
+/// keeps the last good value of the key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    /// The change-log position of the refused write.
+    pub seq: i64,
+    /// The keys left at their last good value.
+    pub keys: Vec<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// One item of a subscription.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A key under the subscribed prefix changed.
+    Change(Change),
+    /// The store reloaded every key; the `Change` events of the reload follow.
+    Reloaded {
+        /// Why.
+        reason: ReloadReason,
+        /// The log position the reload reflects.
+        seq: i64,
+    },
+    /// A foreign write was refused.
+    Rejected(Rejection),
+    /// The subscriber fell behind and `missed` events were dropped; read
+    /// [`Store::snapshot`](crate::Store::snapshot) to resynchronize (it
+    /// reflects at least `seq`), then keep reading events.
+    Lagged {
+        /// How many events were dropped.
+        missed: u64,
+        /// The position of the last dropped event.
+        seq: i64,
+    },
+}
+
+impl Event {
+    /// The change-log position the event refers to.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Event::Change(change) => change.seq,
+            Event::Reloaded { seq, .. } | Event::Lagged { seq, .. } => *seq,
+            Event::Rejected(rejection) => rejection.seq,
+        }
+    }
+
+    /// The change, when this is a [`Event::Change`].
+    pub fn as_change(&self) -> Option<&Change> {
+        match self {
+            Event::Change(change) => Some(change),
+            _ => None,
+        }
+    }
+}

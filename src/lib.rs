@@ -1,0 +1,67 @@
+//! Hot-reloadable application settings stored in SQLite.
+//!
+//! Settings are dotted keys (`visualisation.graphs.logseq.physics.damping`)
+//! with JSON values, one row each in a SQLite table that operators can edit
+//! with the `sqlite3` shell. A [`Store`] keeps them in an immutable
+//! in-memory [`Snapshot`] that readers load without blocking, and applies
+//! every change — its own writes, other processes' commits, an operator's
+//! `UPDATE`, a replaced file — key by key, within milliseconds:
+//!
+//! - in-process writes go through one writer connection whose `update_hook`
+//!   points at the change-log rows the transaction wrote; they are in the
+//!   snapshot before the write call returns;
+//! - SQL triggers record every change in `settings_log`, whoever made it;
+//! - a watcher thread, woken by file events and confirmed by
+//!   `PRAGMA data_version`, applies foreign commits from that log, and falls
+//!   back to a full reload and diff when the log cannot be trusted.
+//!
+//! ```
+//! use livesettings::{Event, Store};
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path().join("settings.db"))?;
+//! let changes = store.subscribe("visualisation.graphs.logseq.physics")?;
+//!
+//! store.set("visualisation.graphs.logseq.physics.damping", &0.95)?;
+//! let damping: Option<f64> = store.get("visualisation.graphs.logseq.physics.damping")?;
+//! assert_eq!(damping, Some(0.95));
+//!
+//! let Event::Change(change) = changes.recv()? else { unreachable!() };
+//! assert_eq!(change.key, "visualisation.graphs.logseq.physics.damping");
+//! assert_eq!(change.new, Some(serde_json::json!(0.95)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The README covers the CLI, the watcher's guarantees and known problems.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod applier;
+mod error;
+mod events;
+mod file_id;
+mod key;
+mod live;
+mod options;
+mod schema;
+mod shared;
+mod snapshot;
+mod stats;
+mod store;
+mod subscribers;
+mod tree;
+mod watcher;
+mod writer;
+mod writes;
+
+pub use crate::error::{Error, Result};
+pub use crate::events::{Change, Event, Rejection, ReloadReason, Source};
+pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
+pub use crate::live::Live;
+pub use crate::options::{Options, WatchMode};
+pub use crate::schema::SCHEMA_VERSION;
+pub use crate::snapshot::Snapshot;
+pub use crate::stats::Stats;
+pub use crate::store::{Commit, Store};
+pub use crate::tree::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};

@@ -1,0 +1,204 @@
+//! The builder for opening a store.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// How the store notices commits by other connections and processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchMode {
+    /// File-system events on the database folder wake the watcher, which
+    /// confirms with `PRAGMA data_version`; `safety_poll` re-checks in case
+    /// an event is missed.
+    Events {
+        /// The safety-net poll interval.
+        safety_poll: Duration,
+    },
+    /// No file events (network or FUSE filesystems): check every `interval`.
+    Poll {
+        /// The poll interval.
+        interval: Duration,
+    },
+    /// No watcher thread: only this store's own writes are seen.
+    Off,
+}
+
+impl Default for WatchMode {
+    fn default() -> Self {
+        WatchMode::Events {
+            safety_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl WatchMode {
+    /// Poll-only mode at its default interval (250 ms).
+    pub fn poll() -> Self {
+        WatchMode::Poll {
+            interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Options for [`Store`]; `Options::new().open(path)` is [`Store::open`].
+///
+/// ```
+/// use std::time::Duration;
+/// use livesettings::{Options, WatchMode};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let store = Options::new()
+///     .with_busy_timeout(Duration::from_secs(10))
+///     .with_origin("settings-api")
+///     .with_watch(WatchMode::poll())
+///     .with_defaults(serde_json::json!({"physics": {"damping": 0.6}}))
+///     .open(dir.path().join("settings.db"))?;
+/// assert_eq!(store.get::<f64>("physics.damping")?, Some(0.6));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    busy_timeout: Duration,
+    origin: String,
+    defaults: Option<Value>,
+    channel_capacity: usize,
+    watch: WatchMode,
+    file_mode: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            busy_timeout: Duration::from_secs(5),
+            origin: "livesettings".to_owned(),
+            defaults: None,
+            channel_capacity: 1024,
+            watch: WatchMode::default(),
+            file_mode: 0o600,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: 5 s busy timeout, origin `livesettings`, 1024 events
+    /// per subscriber, file events with a 1 s safety poll, new files 0600.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a write waits for a lock held by another connection before
+    /// failing with [`Error::Busy`].
+    #[must_use]
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// The name recorded in `settings_log.origin` for this store's writes
+    /// (foreign writers show as `external`).
+    #[must_use]
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = origin.into();
+        self
+    }
+
+    /// A nested JSON tree whose missing keys are inserted at open.
+    #[must_use]
+    pub fn with_defaults(mut self, defaults: Value) -> Self {
+        self.defaults = Some(defaults);
+        self
+    }
+
+    /// How many events a subscriber may leave unread before events are
+    /// dropped and it is sent [`Event::Lagged`](crate::Event::Lagged).
+    #[must_use]
+    pub fn with_channel_capacity(mut self, capacity: usize) -> Self {
+        self.channel_capacity = capacity;
+        self
+    }
+
+    /// How foreign commits are noticed.
+    #[must_use]
+    pub fn with_watch(mut self, watch: WatchMode) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    /// Permissions of a database file the store creates (default `0o600`:
+    /// settings often hold secrets). An existing file keeps its own.
+    #[must_use]
+    pub fn with_file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode;
+        self
+    }
+
+    /// The busy timeout.
+    pub fn busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// The origin name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The defaults tree, if any.
+    pub fn defaults(&self) -> Option<&Value> {
+        self.defaults.as_ref()
+    }
+
+    /// The per-subscriber channel capacity.
+    pub fn channel_capacity(&self) -> usize {
+        self.channel_capacity
+    }
+
+    /// The watch mode.
+    pub fn watch(&self) -> WatchMode {
+        self.watch
+    }
+
+    /// The mode of newly created database files.
+    pub fn file_mode(&self) -> u32 {
+        self.file_mode
+    }
+
+    /// Opens (creating if needed) the database at `path` with these options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for an out-of-range option, and the errors of
+    /// [`Store::open`].
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
+        self.validate()?;
+        Store::open_with(path.as_ref(), self)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |option, reason: &str| {
+            Err(Error::InvalidOption {
+                option,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.origin.is_empty() || self.origin.len() > 128 {
+            return invalid("origin", "must be 1 to 128 bytes");
+        }
+        if self.origin == "external" {
+            return invalid("origin", "'external' is reserved for foreign writers");
+        }
+        if self.channel_capacity == 0 {
+            return invalid("channel_capacity", "must be at least 1");
+        }
+        match self.watch {
+            WatchMode::Events { safety_poll: every } | WatchMode::Poll { interval: every }
+                if every < Duration::from_millis(1) =>
+            {
+                invalid("watch", "the poll interval must be at least 1 ms")
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Opening connections and keeping the schema in `sql/` in place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, Result, SqliteContext};
+
+/// The schema version this crate writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA: &str = include_str!("../sql/001_schema.sql");
+const TRIGGERS: &str = include_str!("../sql/triggers.sql");
+const TRIGGER_NAMES: [&str; 3] = [
+    "settings_log_insert",
+    "settings_log_update",
+    "settings_log_delete",
+];
+
+/// Opens one connection in WAL mode with `synchronous=NORMAL` and the busy
+/// timeout. The file must exist (see [`crate::file_id::create_private`]).
+pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).context(path, "cannot open the database")?;
+    conn.busy_timeout(busy_timeout)
+        .context(path, "cannot set the busy timeout")?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .context(path, "cannot read the database (is it a SQLite file?)")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        log::warn!(
+            "{}: journal mode is {mode}, not wal (read-only file or folder?)",
+            path.display()
+        );
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .context(path, "cannot set synchronous=NORMAL")?;
+    Ok(conn)
+}
+
+/// Creates whatever part of the schema is missing. Cheap (read-only) when
+/// everything is in place, so it can run on every open.
+pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<()> {
+    if let Some(version) = stored_version(conn, path)? {
+        if version > SCHEMA_VERSION {
+            return Err(Error::Unusable {
+                path: path.to_owned(),
+                reason: format!(
+                    "schema version {version} is newer than this livesettings ({SCHEMA_VERSION})"
+                ),
+            });
+        }
+        if version == SCHEMA_VERSION && triggers_present(conn, path)? {
+            return Ok(());
+        }
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context(path, "cannot begin the schema transaction")?;
+    tx.execute_batch(SCHEMA)
+        .context(path, "cannot create the livesettings schema")?;
+    tx.execute_batch(TRIGGERS)
+        .context(path, "cannot create the change-log triggers")?;
+    tx.commit().context(path, "cannot commit the schema")?;
+    Ok(())
+}
+
+/// The schema version in the meta table, `None` before the schema exists.
+pub(crate) fn stored_version(conn: &Connection, path: &Path) -> Result<Option<u32>> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'livesettings_meta'",
+            [],
+            |row| row.get(0),
+        )
+        .context(path, "cannot read the database (is it a SQLite file?)")?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT value FROM livesettings_meta WHERE name = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .context(path, "cannot read the schema version")?;
+    Ok(text.and_then(|text| text.trim().parse().ok()))
+}
+
+/// Whether all three change-log triggers exist.
+pub(crate) fn triggers_present(conn: &Connection, path: &Path) -> Result<bool> {
+    let count: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' AND name IN (?1, ?2, ?3)",
+            TRIGGER_NAMES,
+            |row| row.get(0),
+        )
+        .context(path, "cannot list the change-log triggers")?;
+    Ok(count == TRIGGER_NAMES.len() as i64)
+}
+
+/// Recreates missing triggers on a connection that may be inside a
+/// transaction.
+pub(crate) fn create_triggers(conn: &Connection, path: &Path) -> Result<()> {
+    conn.execute_batch(TRIGGERS)
+        .context(path, "cannot recreate the change-log triggers")
+}
+
+/// `PRAGMA schema_version`: bumped by any DDL, ours or another writer's.
+pub(crate) fn schema_cookie(conn: &Connection, path: &Path) -> Result<i64> {
+    conn.query_row("PRAGMA schema_version", [], |row| row.get(0))
+        .context(path, "cannot read the schema cookie")
+}
+
+/// `PRAGMA data_version`: changes when another connection committed.
+pub(crate) fn data_version(conn: &Connection, path: &Path) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |row| row.get(0))
+        .context(path, "cannot read data_version")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_applies_idempotently_and_detects_dropped_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        crate::file_id::create_private(&path, 0o600).unwrap();
+        let mut conn = open_connection(&path, Duration::from_secs(1)).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+        let cookie = schema_cookie(&conn, &path).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+        assert_eq!(
+            schema_cookie(&conn, &path).unwrap(),
+            cookie,
+            "second open changed nothing"
+        );
+        assert_eq!(stored_version(&conn, &path).unwrap(), Some(SCHEMA_VERSION));
+        conn.execute_batch("DROP TRIGGER settings_log_update")
+            .unwrap();
+        assert!(!triggers_present(&conn, &path).unwrap());
+        ensure_schema(&mut conn, &path).unwrap();
+        assert!(triggers_present(&conn, &path).unwrap());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        crate::file_id::create_private(&path, 0o600).unwrap();
+        let mut conn = open_connection(&path, Duration::from_secs(1)).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+        conn.execute_batch(
+            "UPDATE livesettings_meta SET value = '99' WHERE name = 'schema_version'",
+        )
+        .unwrap();
+        let error = ensure_schema(&mut conn, &path).unwrap_err();
+        assert!(error.to_string().contains("newer"), "{error}");
+    }
+}

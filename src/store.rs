@@ -1,0 +1,348 @@
+//! The store: the public handle applications hold.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::Guard;
+use crossbeam_channel::Receiver;
+use rusqlite::Transaction;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{Error, Result, shorten};
+use crate::events::Event;
+use crate::key::{validate_key, validate_prefix};
+use crate::live::Live;
+use crate::options::Options;
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+use crate::stats::Stats;
+use crate::watcher::Watcher;
+use crate::writes;
+
+/// What a write committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// The change-log position the snapshot reflects after the write (the
+    /// last seq the write logged, or the current position if it changed
+    /// nothing).
+    pub seq: i64,
+    /// How many change-log rows (key changes) the write logged.
+    pub changes: usize,
+}
+
+/// Hot-reloadable settings stored in SQLite.
+///
+/// Reads come from an in-memory snapshot and never block. Writes go through
+/// one writer connection and are in the snapshot when the call returns.
+/// Commits by anyone else are noticed by a watcher thread that the store
+/// owns; dropping the store (or [`Store::close`]) stops and joins it.
+///
+/// Share a store between threads with `Arc<Store>`.
+pub struct Store {
+    shared: Arc<Shared>,
+    watcher: Option<Watcher>,
+}
+
+impl Store {
+    /// Opens the database at `path` with the default [`Options`], creating
+    /// the folders, the file and the schema when missing.
+    ///
+    /// # Errors
+    /// [`Error::Unusable`] when the file is not a livesettings database
+    /// (not SQLite, corrupt, newer schema), [`Error::Busy`] when another
+    /// connection holds a lock past the busy timeout, [`Error::Io`] when the
+    /// file or folders cannot be created.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = livesettings::Store::open(dir.path().join("settings.db"))?;
+    /// store.set("physics.damping", &0.6)?;
+    /// assert_eq!(store.get::<f64>("physics.damping")?, Some(0.6));
+    /// # Ok::<(), livesettings::Error>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Options::new().open(path)
+    }
+
+    pub(crate) fn open_with(path: &Path, options: Options) -> Result<Store> {
+        let defaults = options.defaults().cloned();
+        let watch = options.watch();
+        let shared = Arc::new(Shared::open(path, options)?);
+        let mut store = Store {
+            shared,
+            watcher: None,
+        };
+        if let Some(defaults) = defaults {
+            store.set_defaults(&defaults)?;
+        }
+        store.watcher = Watcher::start(Arc::clone(&store.shared), watch)?;
+        Ok(store)
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The current snapshot, as an owned `Arc`.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// The current snapshot, as a cheap guard for a short unit of work.
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.shared.snapshot.load()
+    }
+
+    /// The value at `key`, deserialized; `Ok(None)` when absent.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when the value does not fit `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.shared.snapshot.load().get(key)
+    }
+
+    /// The JSON value at `key`.
+    pub fn get_json(&self, key: &str) -> Option<Value> {
+        self.shared.snapshot.load().get_json(key).cloned()
+    }
+
+    /// Whether `key` holds a value.
+    pub fn contains(&self, key: &str) -> bool {
+        self.shared.snapshot.load().contains(key)
+    }
+
+    /// The keys at or below `prefix` (all keys for `""`), in order.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.shared
+            .snapshot
+            .load()
+            .keys(prefix)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The value at `prefix` if it is a key, else the section below it as
+    /// nested JSON, else `None`. See [`Snapshot::subtree`].
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when a key is both a value and a section.
+    pub fn subtree(&self, prefix: &str) -> Result<Option<Value>> {
+        self.shared.snapshot.load().subtree(prefix)
+    }
+
+    /// Deserializes the section under `prefix` into `T`. For a section read
+    /// in a hot loop, use [`Store::live`].
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when the section does not fit `T`.
+    pub fn section<T: DeserializeOwned>(&self, prefix: &str) -> Result<T> {
+        self.shared.snapshot.load().section(prefix)
+    }
+
+    /// A typed handle on the section under `prefix`, rebuilt only when a key
+    /// under it changes.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] when the section does not fit `T` now.
+    pub fn live<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        prefix: &str,
+    ) -> Result<Live<T>> {
+        validate_prefix(prefix)?;
+        // Registration and the first build must not straddle an apply:
+        // apply refreshes only handles registered before it swapped.
+        let live = self
+            .shared
+            .lives
+            .register::<T>(prefix, &self.shared.snapshot.load())?;
+        Ok(live)
+    }
+
+    /// Sets `key` to `value` (any `Serialize`; objects are sections, so use
+    /// [`Store::merge_json`] for them).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], [`Error::InvalidValue`] (an object, too large,
+    /// too deep), [`Error::Conflict`] when the key is a section or lies under
+    /// a key that holds a value, [`Error::Busy`], [`Error::DatabaseMissing`].
+    /// Nothing is written on error.
+    pub fn set<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<Commit> {
+        validate_key(key)?;
+        let value = serde_json::to_value(value).map_err(|error| Error::InvalidValue {
+            key: shorten(key),
+            reason: error.to_string(),
+        })?;
+        if value.is_object() {
+            return Err(Error::InvalidValue {
+                key: key.to_owned(),
+                reason: "an object is a section, not a value: use merge_json to write a section"
+                    .to_owned(),
+            });
+        }
+        let text = crate::tree::to_stored_text(key, &value)?;
+        self.commit(|tx, snapshot| {
+            writes::check_placement(snapshot, std::iter::once(key))?;
+            writes::upsert(tx, key, &text)
+        })
+    }
+
+    /// Removes `key`; removing an absent key is not an error.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], [`Error::Busy`], [`Error::DatabaseMissing`].
+    pub fn unset(&self, key: &str) -> Result<Commit> {
+        validate_key(key)?;
+        self.commit(|tx, _| writes::delete_key(tx, key))
+    }
+
+    /// Removes `prefix` and every key below it (everything for `""`).
+    ///
+    /// # Errors
+    /// As [`Store::unset`].
+    pub fn unset_prefix(&self, prefix: &str) -> Result<Commit> {
+        validate_prefix(prefix)?;
+        self.commit(|tx, _| writes::delete_prefix(tx, prefix))
+    }
+
+    /// Writes every leaf of a nested JSON object in one transaction (the
+    /// "update part of the settings tree" call). Arrays are leaves; keys not
+    /// in the document are left alone.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when `tree` is not an object, plus the errors
+    /// of [`Store::set`]. Nothing is written on error.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
+    /// store.merge_json(&serde_json::json!({"physics": {"damping": 0.6, "iterations": 100}}))?;
+    /// assert_eq!(store.keys("physics"), ["physics.damping", "physics.iterations"]);
+    /// # Ok::<(), livesettings::Error>(())
+    /// ```
+    pub fn merge_json(&self, tree: &Value) -> Result<Commit> {
+        let leaves = writes::stored_leaves(tree)?;
+        self.commit(|tx, snapshot| {
+            writes::check_placement(snapshot, leaves.iter().map(|(key, _)| key.as_str()))?;
+            for (key, text) in &leaves {
+                writes::upsert(tx, key, text)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Inserts the leaves of `tree` whose keys are missing; existing values
+    /// are kept.
+    ///
+    /// # Errors
+    /// As [`Store::merge_json`].
+    pub fn set_defaults(&self, tree: &Value) -> Result<Commit> {
+        let leaves = writes::stored_leaves(tree)?;
+        self.commit(|tx, snapshot| {
+            let missing = leaves.iter().filter(|(key, _)| !snapshot.contains(key));
+            writes::check_placement(snapshot, missing.clone().map(|(key, _)| key.as_str()))?;
+            for (key, text) in missing {
+                writes::insert_missing(tx, key, text)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs arbitrary SQL on the writer connection in one transaction.
+    /// Whatever it changes in `settings` is picked up from the change log
+    /// and applied granularly before this returns. Returning an error rolls
+    /// everything back.
+    ///
+    /// # Errors
+    /// The closure's error, or [`Error::Busy`] / [`Error::DatabaseMissing`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
+    /// store.write(|tx| {
+    ///     tx.execute("INSERT INTO settings (key, value) VALUES ('a.b', '1'), ('a.c', '2')", [])?;
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(store.get::<i64>("a.c")?, Some(2));
+    /// # Ok::<(), livesettings::Error>(())
+    /// ```
+    pub fn write<R>(&self, op: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        self.shared.write(|tx, _| op(tx)).map(|(value, _)| value)
+    }
+
+    /// Subscribes to changes at or below `prefix` (`""` for all). Events come
+    /// after commit, once per changed key per commit, in seq order; see
+    /// [`Event`] for reloads, rejections and the lag policy.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a malformed prefix.
+    pub fn subscribe(&self, prefix: &str) -> Result<Receiver<Event>> {
+        validate_prefix(prefix)?;
+        Ok(self.shared.subscribers.add(prefix))
+    }
+
+    /// Blocks until the snapshot reflects at least `seq` (for instance a seq
+    /// another process reported writing), or `timeout` passes.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`].
+    pub fn wait_for_seq(&self, seq: i64, timeout: Duration) -> Result<()> {
+        self.shared.wait_for_seq(seq, timeout)
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .counters
+            .snapshot(self.shared.snapshot.load().len())
+    }
+
+    /// Stops the watcher, joins its thread and closes the connections.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the watcher thread panicked.
+    pub fn close(mut self) -> Result<()> {
+        let outcome = match self.watcher.take() {
+            Some(watcher) => watcher.stop(),
+            None => Ok(()),
+        };
+        self.shared.close_connections();
+        outcome
+    }
+
+    fn commit(&self, op: impl FnOnce(&Transaction<'_>, &Snapshot) -> Result<()>) -> Result<Commit> {
+        let ((), local) = self.shared.write(op)?;
+        Ok(match local {
+            Some((first, last)) => Commit {
+                seq: last,
+                changes: (last - first + 1) as usize,
+            },
+            None => Commit {
+                seq: self.shared.snapshot.load().seq(),
+                changes: 0,
+            },
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            if let Err(error) = watcher.stop() {
+                log::error!("{error}");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.shared.path)
+            .field("seq", &self.shared.snapshot.load().seq())
+            .finish_non_exhaustive()
+    }
+}

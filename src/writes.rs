@@ -1,0 +1,82 @@
+//! The SQL of the library's own writes. Keys and values are always bound as
+//! parameters, never formatted into SQL text.
+
+use rusqlite::Transaction;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::key::ancestors;
+use crate::snapshot::Snapshot;
+use crate::tree::{flatten, to_stored_text};
+
+/// Flattens a tree and serializes each leaf, checking every key and value.
+pub(crate) fn stored_leaves(tree: &Value) -> Result<Vec<(String, String)>> {
+    flatten("", tree)?
+        .into_iter()
+        .map(|(key, value)| {
+            let text = to_stored_text(&key, &value)?;
+            Ok((key, text))
+        })
+        .collect()
+}
+
+/// Refuses keys that would make one key both a value and a section: a key
+/// under a key that holds a value, or a key that already has keys below it.
+pub(crate) fn check_placement<'k>(
+    snapshot: &Snapshot,
+    keys: impl Iterator<Item = &'k str>,
+) -> Result<()> {
+    for key in keys {
+        if let Some(holder) = ancestors(key).find(|ancestor| snapshot.contains(ancestor)) {
+            return Err(Error::Conflict {
+                key: key.to_owned(),
+                reason: format!("'{holder}' holds a value, so it cannot have keys below it"),
+            });
+        }
+        if let Some(below) = snapshot.keys(key).find(|found| found.len() > key.len()) {
+            return Err(Error::Conflict {
+                key: key.to_owned(),
+                reason: format!("it is a section (it has '{below}' below it); unset it first"),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn upsert(tx: &Transaction<'_>, key: &str, text: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
+    )?
+    .execute((key, text))?;
+    Ok(())
+}
+
+pub(crate) fn insert_missing(tx: &Transaction<'_>, key: &str, text: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+    )?
+    .execute((key, text))?;
+    Ok(())
+}
+
+pub(crate) fn delete_key(tx: &Transaction<'_>, key: &str) -> Result<()> {
+    tx.prepare_cached("DELETE FROM settings WHERE key = ?1")?
+        .execute([key])?;
+    Ok(())
+}
+
+/// Deletes `prefix` and the keys below it: those sort in
+/// `[prefix + ".", prefix + "/")` ('/' follows '.' in ASCII), so the
+/// primary-key index answers it.
+pub(crate) fn delete_prefix(tx: &Transaction<'_>, prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        tx.execute("DELETE FROM settings", [])?;
+    } else {
+        tx.prepare_cached(
+            "DELETE FROM settings WHERE key = ?1 OR (key >= ?1 || '.' AND key < ?1 || '/')",
+        )?
+        .execute([prefix])?;
+    }
+    Ok(())
+}
