@@ -51,9 +51,14 @@ impl Watcher {
             WatchMode::Poll { interval } => (interval, false),
         };
         let (stop, stopped) = crossbeam_channel::bounded(0);
+        // Arm before returning, so a commit right after `open` raises a hint.
+        let (hint, hints) = crossbeam_channel::bounded::<()>(1);
+        let folder = events
+            .then(|| FolderEvents::arm(&shared.path, &hint))
+            .flatten();
         let thread = std::thread::Builder::new()
             .name("livesettings-watcher".to_owned())
-            .spawn(move || run(&shared, slow, events, &stopped))
+            .spawn(move || run(&shared, slow, events, folder, (hint, hints), &stopped))
             .map_err(|source| Error::Io {
                 context: "cannot start the watcher thread".to_owned(),
                 source,
@@ -90,12 +95,16 @@ impl Drop for Watcher {
     }
 }
 
-fn run(shared: &Shared, slow: Duration, use_events: bool, stopped: &Receiver<()>) {
-    let (hint, hints) = crossbeam_channel::bounded::<()>(1);
-    let mut folder = use_events
-        .then(|| FolderEvents::arm(&shared.path, &hint))
-        .flatten();
-    let mut backoff: Option<usize> = None;
+fn run(
+    shared: &Shared,
+    slow: Duration,
+    use_events: bool,
+    mut folder: Option<FolderEvents>,
+    (hint, hints): (Sender<()>, Receiver<()>),
+    stopped: &Receiver<()>,
+) {
+    // Check at once: a commit may have landed between the load and arming.
+    let mut backoff: Option<usize> = Some(0);
     let mut last_error = String::new();
     loop {
         let timeout = backoff.map_or(slow, |step| BACKOFF[step]);

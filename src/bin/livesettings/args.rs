@@ -1,0 +1,99 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Hot-reloadable application settings stored in SQLite.
+#[derive(Parser, Debug)]
+#[command(name = "livesettings", version, about)]
+pub struct Cli {
+    /// The database file [default: $SETTINGS_DB_PATH, else data/settings.db]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG=LEVEL also works
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the database (and its folders); seed an empty one with defaults
+    Init {
+        #[command(flatten)]
+        seed: Seed,
+    },
+    /// Print the JSON value of KEY, or the section below it as nested JSON
+    Get {
+        /// A dotted key or section prefix
+        key: String,
+    },
+    /// Set KEY to a JSON VALUE and print the committed seq.
+    /// VALUE is JSON: 0.95, true, [1,2], and a string needs JSON quotes: '"#ff0000"'
+    Set {
+        /// A dotted key
+        key: String,
+        /// A JSON value (strings in double quotes)
+        value: String,
+    },
+    /// Remove KEY (with --recursive, also every key below it)
+    Unset {
+        /// A dotted key or section prefix
+        key: String,
+        /// Also remove the keys below KEY
+        #[arg(long, short)]
+        recursive: bool,
+    },
+    /// Merge a nested JSON document (a file, or - for stdin) into the settings
+    Import {
+        /// The JSON file, or - for standard input
+        file: PathBuf,
+    },
+    /// Print the settings (or the section below PREFIX) as nested JSON
+    Export {
+        /// A section prefix; everything when omitted
+        prefix: Option<String>,
+    },
+    /// Print every change as it is applied, until interrupted (Ctrl-C)
+    Watch {
+        /// Only keys at or below this prefix
+        prefix: Option<String>,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+        /// Poll every MS milliseconds instead of using file events (for
+        /// network filesystems)
+        #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "250")]
+        poll: Option<u64>,
+        #[command(flatten)]
+        seed: Seed,
+    },
+    /// Print the store's counters as JSON
+    Stats,
+}
+
+/// How an empty database is seeded.
+#[derive(clap::Args, Debug)]
+pub struct Seed {
+    /// Seed missing keys from this nested JSON file [default for an empty
+    /// database: the bundled VisionFlow demo settings]
+    #[arg(long, value_name = "FILE.json")]
+    pub defaults: Option<PathBuf>,
+    /// Do not seed an empty database with the bundled demo settings
+    #[arg(long, conflicts_with = "defaults")]
+    pub no_defaults: bool,
+}
+
+impl Cli {
+    /// The database path: --db, else $SETTINGS_DB_PATH, else data/settings.db.
+    pub fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .or_else(|| std::env::var_os("SETTINGS_DB_PATH").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("data/settings.db"))
+    }
+}

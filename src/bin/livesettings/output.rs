@@ -1,0 +1,162 @@
+//! Printing: the `watch` loop and its line formats.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::select;
+use livesettings::{Error, Event, Stats, Store};
+use serde_json::{Value, json};
+
+/// Prints every event under `prefix` until Ctrl-C or SIGTERM, then closes the
+/// store (joining its watcher) and returns.
+pub fn watch(store: Store, prefix: &str, as_json: bool) -> Result<(), Error> {
+    let events = store.subscribe(prefix)?;
+    let (interrupt, interrupted) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = interrupt.try_send(());
+    })
+    .map_err(|error| Error::Io {
+        context: "cannot install the Ctrl-C handler".to_owned(),
+        source: std::io::Error::other(error),
+    })?;
+    let snapshot = store.snapshot();
+    let keys = snapshot.keys(prefix).count();
+    if as_json {
+        line(&json!({"event": "ready", "keys": keys, "seq": snapshot.seq()}).to_string())?;
+    } else {
+        line(&format!(
+            "watching {} ({keys} keys under '{prefix}', seq {}); Ctrl-C to stop",
+            store.path().display(),
+            snapshot.seq()
+        ))?;
+    }
+    loop {
+        select! {
+            recv(interrupted) -> _ => break,
+            recv(events) -> event => {
+                let Ok(event) = event else { break };
+                for text in if as_json { json_lines(&event) } else { human_lines(&event) } {
+                    line(&text)?;
+                }
+            }
+        }
+    }
+    store.close()
+}
+
+fn line(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Io {
+            context: "cannot write to stdout".to_owned(),
+            source,
+        })
+}
+
+fn json_lines(event: &Event) -> Vec<String> {
+    match event {
+        Event::Change(change) => vec![
+            json!({
+                "event": "change",
+                "seq": change.seq,
+                "key": change.key,
+                "old": change.old,
+                "new": change.new,
+                "source": change.source.as_str(),
+            })
+            .to_string(),
+        ],
+        Event::Reloaded { reason, seq } => {
+            vec![json!({"event": "reload", "reason": reason.as_str(), "seq": seq}).to_string()]
+        }
+        Event::Rejected(rejection) => rejection
+            .keys
+            .iter()
+            .map(|key| {
+                json!({"event": "rejected", "seq": rejection.seq, "key": key, "error": rejection.reason})
+                    .to_string()
+            })
+            .collect(),
+        Event::Lagged { missed, seq } => {
+            vec![json!({"event": "lagged", "missed": missed, "seq": seq}).to_string()]
+        }
+        other => vec![json!({"event": "unknown", "debug": format!("{other:?}")}).to_string()],
+    }
+}
+
+fn human_lines(event: &Event) -> Vec<String> {
+    let now = utc_now();
+    let show = |value: &Option<Value>| value.as_ref().map_or("∅".to_owned(), Value::to_string);
+    match event {
+        Event::Change(change) => vec![format!(
+            "{now}  {}  {} → {}  ({}, seq {})",
+            change.key,
+            show(&change.old),
+            show(&change.new),
+            change.source,
+            change.seq
+        )],
+        Event::Reloaded { reason, seq } => {
+            vec![format!("{now}  full reload ({reason}) at seq {seq}")]
+        }
+        Event::Rejected(rejection) => vec![format!(
+            "{now}  rejected {} at seq {}: {}",
+            rejection.keys.join(", "),
+            rejection.seq,
+            rejection.reason
+        )],
+        Event::Lagged { missed, .. } => {
+            vec![format!("{now}  fell behind: {missed} events dropped")]
+        }
+        other => vec![format!("{now}  {other:?}")],
+    }
+}
+
+pub fn stats_json(stats: &Stats) -> Value {
+    let reloads: serde_json::Map<String, Value> = stats
+        .reloads_by_reason
+        .iter()
+        .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
+        .collect();
+    json!({
+        "applied_seq": stats.applied_seq,
+        "keys": stats.keys,
+        "local_commits": stats.local_commits,
+        "external_applies": stats.external_applies,
+        "external_changes": stats.external_changes,
+        "full_reloads": stats.full_reloads,
+        "reloads_by_reason": reloads,
+        "rejected_values": stats.rejected_values,
+        "watcher_errors": stats.watcher_errors,
+        "watcher_checks": stats.watcher_checks,
+        "events_dropped": stats.events_dropped,
+        "last_apply_us": stats.last_apply.as_micros() as u64,
+    })
+}
+
+/// The current UTC time as `HH:MM:SS.mmm` on `YYYY-MM-DD`.
+fn utc_now() -> String {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, day_secs) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        day_secs / 3600,
+        day_secs % 3600 / 60,
+        day_secs % 60,
+        since.subsec_millis()
+    )
+}
