@@ -65,3 +65,8 @@ pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
 pub use crate::store::{Commit, Store};
 pub use crate::tree::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

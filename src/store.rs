@@ -61,7 +61,7 @@ impl Store {
     /// let store = livesettings::Store::open(dir.path().join("settings.db"))?;
     /// store.set("physics.damping", &0.6)?;
     /// assert_eq!(store.get::<f64>("physics.damping")?, Some(0.6));
-    /// # Ok::<(), livesettings::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         Options::new().open(path)
@@ -221,7 +221,7 @@ impl Store {
     /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
     /// store.merge_json(&serde_json::json!({"physics": {"damping": 0.6, "iterations": 100}}))?;
     /// assert_eq!(store.keys("physics"), ["physics.damping", "physics.iterations"]);
-    /// # Ok::<(), livesettings::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn merge_json(&self, tree: &Value) -> Result<Commit> {
         let leaves = writes::stored_leaves(tree)?;
@@ -267,7 +267,7 @@ impl Store {
     ///     Ok(())
     /// })?;
     /// assert_eq!(store.get::<i64>("a.c")?, Some(2));
-    /// # Ok::<(), livesettings::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write<R>(&self, op: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
         self.shared.write(|tx, _| op(tx)).map(|(value, _)| value)
