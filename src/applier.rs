@@ -56,7 +56,7 @@ pub(crate) struct Applied {
 }
 
 /// One change-log row.
-struct LogRow {
+pub(crate) struct LogRow {
     seq: i64,
     key: String,
     new: Option<String>,
@@ -102,6 +102,17 @@ impl Applier {
                 log::warn!("closing the read connection failed: {error}");
             }
         }
+    }
+
+    /// The read connection, for queries that are not passes (history,
+    /// sections). `None` while detached.
+    pub(crate) fn connection(&self) -> Option<&Connection> {
+        self.link.as_ref().map(|link| &link.conn)
+    }
+
+    /// The database path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The file the read connection has open.
@@ -218,7 +229,7 @@ impl Applier {
     }
 }
 
-fn read_log(conn: &Connection, path: &Path, after: i64) -> Result<Vec<LogRow>> {
+pub(crate) fn read_log(conn: &Connection, path: &Path, after: i64) -> Result<Vec<LogRow>> {
     let mut statement = conn
         .prepare_cached("SELECT seq, key, new FROM settings_log WHERE seq > ?1 ORDER BY seq")
         .context(path, "cannot read the change log")?;
@@ -238,7 +249,11 @@ fn read_log(conn: &Connection, path: &Path, after: i64) -> Result<Vec<LogRow>> {
 /// Applies log rows in order. Rows are coalesced per key within each run of
 /// one source, so each key yields one event per local commit and one per
 /// batch of foreign commits.
-fn apply_rows(current: &Snapshot, rows: &[LogRow], local: Option<(i64, i64)>) -> Applied {
+pub(crate) fn apply_rows(
+    current: &Snapshot,
+    rows: &[LogRow],
+    local: Option<(i64, i64)>,
+) -> Applied {
     let is_local = |seq: i64| local.is_some_and(|(first, last)| (first..=last).contains(&seq));
     let mut entries = current.map().clone();
     let mut events = Vec::new();
@@ -308,6 +323,42 @@ fn apply_rows(current: &Snapshot, rows: &[LogRow], local: Option<(i64, i64)>) ->
         external_changes,
         rejected,
     }
+}
+
+/// Reads the current rows of the section at or below `prefix`, skipping
+/// undecodable ones.
+pub(crate) fn read_section(
+    conn: &Connection,
+    path: &Path,
+    prefix: &str,
+) -> Result<Vec<(Arc<str>, Arc<Value>)>> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT key, value FROM settings WHERE ?1 = '' OR key = ?1 \
+             OR (key >= ?1 || '.' AND key < ?1 || '/') ORDER BY key",
+        )
+        .context(path, "cannot read a section")?;
+    let rows = statement
+        .query_map([prefix], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1).ok().flatten(),
+            ))
+        })
+        .context(path, "cannot read a section")?;
+    let mut pairs = Vec::new();
+    for row in rows {
+        let (key, text) = row.context(path, "cannot read a section")?;
+        let row = LogRow {
+            seq: 0,
+            key,
+            new: text,
+        };
+        if let Ok(Some(value)) = decode_row(&row) {
+            pairs.push((Arc::from(row.key.as_str()), value));
+        }
+    }
+    Ok(pairs)
 }
 
 fn decode_row(row: &LogRow) -> Result<Option<Arc<Value>>, String> {

@@ -82,6 +82,14 @@ pub enum Error {
         /// What was awaited.
         what: String,
     },
+    /// A change-log position that is not in the log (never written, or
+    /// pruned).
+    UnknownSeq {
+        /// The requested seq.
+        seq: i64,
+        /// The oldest seq still in the log, if any.
+        oldest: Option<i64>,
+    },
     /// An error from SQLite.
     Sqlite {
         /// What livesettings was doing.
@@ -140,6 +148,13 @@ impl fmt::Display for Error {
             }
             Error::Closed => write!(f, "the store is closed"),
             Error::Timeout { what } => write!(f, "timed out waiting for {what}"),
+            Error::UnknownSeq { seq, oldest } => match oldest {
+                Some(oldest) => write!(
+                    f,
+                    "seq {seq} is not in the change log (oldest kept: {oldest})"
+                ),
+                None => write!(f, "seq {seq} is not in the change log (the log is empty)"),
+            },
             Error::Sqlite { context, source } => write!(f, "{context}: {source}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Json { context, source } => write!(f, "{context}: {source}"),

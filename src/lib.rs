@@ -41,6 +41,7 @@ mod applier;
 mod error;
 mod events;
 mod file_id;
+mod history;
 mod key;
 mod live;
 mod options;
@@ -51,19 +52,21 @@ mod stats;
 mod store;
 mod subscribers;
 mod tree;
+mod validation;
 mod watcher;
 mod writer;
 mod writes;
 
 pub use crate::error::{Error, Result};
 pub use crate::events::{Change, Event, Rejection, ReloadReason, Source};
+pub use crate::history::{HistoryEntry, Retention};
 pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
 pub use crate::live::Live;
 pub use crate::options::{Options, WatchMode};
 pub use crate::schema::SCHEMA_VERSION;
 pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
-pub use crate::store::{Commit, Store};
+pub use crate::store::{Commit, Resumed, Store};
 pub use crate::tree::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
 
 /// The README's examples, compiled and run as doctests.

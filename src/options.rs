@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::history::Retention;
 use crate::store::Store;
 
 /// How the store notices commits by other connections and processes.
@@ -68,6 +69,7 @@ pub struct Options {
     channel_capacity: usize,
     watch: WatchMode,
     file_mode: u32,
+    retention: Option<Retention>,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             channel_capacity: 1024,
             watch: WatchMode::default(),
             file_mode: 0o600,
+            retention: None,
         }
     }
 }
@@ -134,6 +137,19 @@ impl Options {
     pub fn with_file_mode(mut self, mode: u32) -> Self {
         self.file_mode = mode;
         self
+    }
+
+    /// Prunes the change log to `retention` at open (see
+    /// [`Store::prune`] to prune later).
+    #[must_use]
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// The retention applied at open, if any.
+    pub fn retention(&self) -> Option<Retention> {
+        self.retention
     }
 
     /// The busy timeout.

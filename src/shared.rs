@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rusqlite::Transaction;
 
-use crate::applier::{Applied, Applier, Probe};
+use crate::applier::{Applied, Applier, Probe, apply_rows, read_log, read_section};
 use crate::error::{Error, Result};
 use crate::events::ReloadReason;
 use crate::file_id::{FileId, SideFiles};
@@ -22,6 +22,7 @@ use crate::options::Options;
 use crate::snapshot::Snapshot;
 use crate::stats::Counters;
 use crate::subscribers::Subscribers;
+use crate::validation::Validators;
 use crate::writer::Writer;
 
 pub(crate) struct Shared {
@@ -34,6 +35,7 @@ pub(crate) struct Shared {
     pub(crate) subscribers: Subscribers,
     pub(crate) lives: LiveRegistry,
     pub(crate) counters: Counters,
+    pub(crate) validators: Validators,
     applied: (Mutex<i64>, Condvar),
     missing_reported: AtomicBool,
 }
@@ -68,6 +70,7 @@ impl Shared {
             applier: Mutex::new(applier),
             lives: LiveRegistry::default(),
             counters: Counters::default(),
+            validators: Validators::default(),
             applied: (Mutex::new(seq), Condvar::new()),
             missing_reported: AtomicBool::new(false),
         };
@@ -90,8 +93,20 @@ impl Shared {
             });
         };
         let snapshot = self.snapshot.load_full();
-        let committed =
-            connection.transact(&self.path, self.options.origin(), |tx| op(tx, &snapshot))?;
+        let validators = &self.validators;
+        let committed = connection.transact(
+            &self.path,
+            self.options.origin(),
+            |tx| op(tx, &snapshot),
+            |tx, first| {
+                if validators.is_empty() {
+                    return Ok(());
+                }
+                let rows = read_log(tx, &self.path, first - 1)?;
+                let candidate = apply_rows(&snapshot, &rows, Some((first, i64::MAX)));
+                validators.check_local(&candidate.snapshot, &candidate.events)
+            },
+        )?;
         Counters::bump(&self.counters.local_commits, 1);
         let mut applier = lock(&self.applier);
         self.apply(&mut applier, committed.local, committed.reload)?;
@@ -172,7 +187,14 @@ impl Shared {
     ) -> Result<()> {
         let started = Instant::now();
         let current = self.snapshot.load_full();
-        if let Some(applied) = applier.catch_up(&current, local, force)? {
+        if let Some(mut applied) = applier.catch_up(&current, local, force)? {
+            let applier = &**applier;
+            self.validators.enforce(&current, &mut applied, |prefix| {
+                let conn = applier.connection().ok_or_else(|| Error::DatabaseMissing {
+                    path: self.path.clone(),
+                })?;
+                read_section(conn, applier.path(), prefix)
+            })?;
             self.publish(applied, started);
         }
         Ok(())
@@ -226,6 +248,30 @@ impl Shared {
                 what: format!("seq {seq} (applied: {})", *guard),
             })
         }
+    }
+
+    /// Runs `query` on the read connection (history, log inspection).
+    pub(crate) fn read<R>(
+        &self,
+        query: impl FnOnce(&rusqlite::Connection, &Path) -> Result<R>,
+    ) -> Result<R> {
+        let applier = lock(&self.applier);
+        let conn = applier.connection().ok_or_else(|| Error::DatabaseMissing {
+            path: self.path.clone(),
+        })?;
+        query(conn, &self.path)
+    }
+
+    /// Runs `op` under the applier lock, so no pass publishes meanwhile.
+    pub(crate) fn with_applier_locked<R>(
+        &self,
+        op: impl FnOnce(&rusqlite::Connection) -> Result<R>,
+    ) -> Result<R> {
+        let applier = lock(&self.applier);
+        let conn = applier.connection().ok_or_else(|| Error::DatabaseMissing {
+            path: self.path.clone(),
+        })?;
+        op(conn)
     }
 
     /// Closes both connections (the watcher must be stopped first).

@@ -159,6 +159,38 @@ impl Snapshot {
     pub(crate) fn map(&self) -> &OrdMap<Arc<str>, Arc<Value>> {
         &self.entries
     }
+
+    /// The entries at or below `prefix`, sharing their allocations.
+    pub(crate) fn section_pairs(&self, prefix: &str) -> Vec<(Arc<str>, Arc<Value>)> {
+        self.entries(prefix)
+            .filter_map(|(key, _)| self.entries.get_key_value(key))
+            .map(|(key, value)| (Arc::clone(key), Arc::clone(value)))
+            .collect()
+    }
+
+    /// A copy whose section at or below `prefix` is exactly `pairs`.
+    pub(crate) fn with_section(
+        &self,
+        prefix: &str,
+        pairs: Vec<(Arc<str>, Arc<Value>)>,
+    ) -> Snapshot {
+        let mut entries = self.entries.clone();
+        let stale: Vec<Arc<str>> = self
+            .section_pairs(prefix)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        for key in stale {
+            entries.remove(key.as_ref());
+        }
+        for (key, value) in pairs {
+            entries.insert(key, value);
+        }
+        Snapshot {
+            seq: self.seq,
+            entries,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -75,7 +75,18 @@ impl Subscribers {
 
     /// Adds a subscriber for keys at or below `prefix`.
     pub(crate) fn add(&self, prefix: &str) -> Receiver<Event> {
-        let (sender, receiver) = crossbeam_channel::bounded(self.capacity);
+        self.add_after(prefix, Vec::new())
+    }
+
+    /// Adds a subscriber whose channel first holds `backlog` (a replay),
+    /// with room for it on top of the usual capacity.
+    pub(crate) fn add_after(&self, prefix: &str, backlog: Vec<Event>) -> Receiver<Event> {
+        let (sender, receiver) = crossbeam_channel::bounded(self.capacity + backlog.len());
+        for event in backlog {
+            // Cannot fail: the channel has room for the whole backlog and
+            // the receiver is still here.
+            let _ = sender.try_send(event);
+        }
         self.lock().push(Subscriber {
             prefix: prefix.to_owned(),
             sender,
