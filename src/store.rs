@@ -473,11 +473,11 @@ impl Store {
     /// assert_eq!(store.get::<f64>("range.min")?, Some(0.0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn validate_section<T, F>(&self, prefix: &str, validate: F) -> Result<()>
-    where
-        T: DeserializeOwned + 'static,
-        F: Fn(&T) -> Result<(), String> + Send + Sync + 'static,
-    {
+    pub fn validate_section<T: DeserializeOwned + 'static>(
+        &self,
+        prefix: &str,
+        validate: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Result<()> {
         validate_prefix(prefix)?;
         let owned = prefix.to_owned();
         let check: crate::validation::Check = Box::new(move |snapshot: &Snapshot| {
@@ -505,7 +505,7 @@ impl Store {
     where
         F: Fn(&Value) -> Result<(), String> + Send + Sync + 'static,
     {
-        self.validate_section::<Value, _>(prefix, validate)
+        self.validate_section::<Value>(prefix, validate)
     }
 
     /// The foreign writes currently refused by a validator (each cleared
