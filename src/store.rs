@@ -508,6 +508,37 @@ impl Store {
         self.validate_section::<Value>(prefix, validate)
     }
 
+    /// Registers declarative [`Rules`](crate::Rules): each rule validates
+    /// the keys it matches, as [`Store::validate_section`] does for a section.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] naming the first violation when the stored
+    /// settings break a rule already (nothing is registered then).
+    pub fn validate_rules(&self, rules: &crate::Rules) -> Result<()> {
+        if let Some(violation) = rules.check(&self.shared.snapshot.load()).first() {
+            return Err(Error::Rejected {
+                key: violation.key.clone(),
+                reason: format!("stored value {} is {}", violation.value, violation.reason),
+            });
+        }
+        for rule in &rules.rules {
+            let rule = rule.clone();
+            let prefix = rule.fixed_prefix();
+            let check: crate::validation::Check =
+                Box::new(
+                    move |snapshot: &Snapshot| match rule.violations(snapshot).first() {
+                        None => Ok(()),
+                        Some(violation) => Err(format!(
+                            "has '{}' = {}: {}",
+                            violation.key, violation.value, violation.reason
+                        )),
+                    },
+                );
+            self.shared.validators.add(&prefix, check);
+        }
+        Ok(())
+    }
+
     /// The foreign writes currently refused by a validator (each cleared
     /// when a later write makes its section valid).
     pub fn rejected(&self) -> Vec<crate::Rejection> {

@@ -69,8 +69,50 @@ pub enum Command {
         /// network filesystems)
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "250")]
         poll: Option<u64>,
+        /// Replay the logged changes after SEQ first, then go live
+        #[arg(long, value_name = "SEQ")]
+        from: Option<i64>,
         #[command(flatten)]
         seed: Seed,
+        #[command(flatten)]
+        schema: SchemaArg,
+    },
+    /// Print the change history of KEY (oldest first)
+    History {
+        /// A dotted key (with --prefix, a section)
+        key: String,
+        /// At most this many of the newest changes
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// KEY is a section: show the history of every key below it
+        #[arg(long)]
+        prefix: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo the change at SEQ (a new forward change), or with --to, restore
+    /// every key to its value as of SEQ
+    Revert {
+        /// The change-log seq
+        seq: i64,
+        /// Restore the whole state as of SEQ instead of one change
+        #[arg(long)]
+        to: bool,
+    },
+    /// Delete old change-log rows (in small batches)
+    Prune {
+        /// Keep this many of the newest rows
+        #[arg(long, value_name = "N")]
+        keep: Option<u64>,
+        /// Delete rows older than this many seconds
+        #[arg(long, value_name = "SECS")]
+        older_than: Option<u64>,
+    },
+    /// Validate every setting against the rules file
+    Check {
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Print the store's counters as JSON
     Stats,
@@ -86,6 +128,15 @@ pub struct Seed {
     /// Do not seed an empty database with the bundled demo settings
     #[arg(long, conflicts_with = "defaults")]
     pub no_defaults: bool,
+}
+
+/// Where the validation rules come from.
+#[derive(clap::Args, Debug)]
+pub struct SchemaArg {
+    /// Rules file (see the README) [default: $SETTINGS_SCHEMA_PATH, else
+    /// DB.schema.json beside the database, if present]
+    #[arg(long, value_name = "FILE.json")]
+    pub schema: Option<PathBuf>,
 }
 
 impl Cli {

@@ -4,10 +4,10 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use livesettings::{Error, Options, Store, WatchMode};
+use livesettings::{Error, Options, Retention, Rules, Store, WatchMode};
 use serde_json::Value;
 
-use crate::args::{Cli, Command, Seed};
+use crate::args::{Cli, Command, SchemaArg, Seed};
 use crate::output;
 
 /// The VisionFlow settings tree, used to seed an empty database by default.
@@ -93,7 +93,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             prefix,
             json,
             poll,
+            from,
             seed,
+            schema,
         } => {
             let mode = match poll {
                 Some(ms) => WatchMode::Poll {
@@ -103,7 +105,78 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             let store = open(&path, mode)?;
             seed_defaults(&store, &seed)?;
-            output::watch(store, &prefix.unwrap_or_default(), json)?;
+            if let Some(rules) = load_rules(&path, &schema)? {
+                store.validate_rules(&rules)?;
+            }
+            output::watch(store, &prefix.unwrap_or_default(), json, from)?;
+        }
+        Command::History {
+            key,
+            limit,
+            prefix,
+            json,
+        } => {
+            let store = open(&path, WatchMode::Off)?;
+            let entries = if prefix {
+                store.history_prefix(&key, limit)?
+            } else {
+                store.history(&key, limit)?
+            };
+            for entry in entries {
+                println!("{}", output::history_line(&entry, json));
+            }
+        }
+        Command::Revert { seq, to } => {
+            let store = open(&path, WatchMode::Off)?;
+            let commit = if to {
+                store.revert_to(seq)?
+            } else {
+                store.revert(seq)?
+            };
+            println!("{}", commit.seq);
+        }
+        Command::Prune { keep, older_than } => {
+            if keep.is_none() && older_than.is_none() {
+                return Err(Error::InvalidOption {
+                    option: "prune",
+                    reason: "give --keep N and/or --older-than SECS".to_owned(),
+                });
+            }
+            let store = open(&path, WatchMode::Off)?;
+            let deleted = store.prune(Retention {
+                keep_last: keep,
+                max_age: older_than.map(std::time::Duration::from_secs),
+            })?;
+            println!("{deleted}");
+        }
+        Command::Check { schema } => {
+            let store = open(&path, WatchMode::Off)?;
+            let Some(rules) = load_rules(&path, &schema)? else {
+                println!(
+                    "no schemas registered (give --schema FILE, set SETTINGS_SCHEMA_PATH, or put {} beside the database)",
+                    schema_default(&path).display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            let violations = rules.check(&store.snapshot());
+            for violation in &violations {
+                println!(
+                    "{}: {} is {}",
+                    violation.key, violation.value, violation.reason
+                );
+            }
+            if !violations.is_empty() {
+                eprintln!(
+                    "livesettings: {} settings break the rules",
+                    violations.len()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            println!(
+                "ok: {} keys checked against {} rules",
+                store.snapshot().len(),
+                rules.rules.len()
+            );
         }
         Command::Stats => {
             let store = open(&path, WatchMode::Off)?;
@@ -163,6 +236,30 @@ fn read_document(file: &Path) -> Result<Value, Error> {
         context: format!("{name} is not valid JSON"),
         source,
     })
+}
+
+/// The rules file: --schema, else $SETTINGS_SCHEMA_PATH, else
+/// `DB.schema.json` when it exists.
+fn load_rules(db: &Path, schema: &SchemaArg) -> Result<Option<Rules>, Error> {
+    let file = schema
+        .schema
+        .clone()
+        .or_else(|| std::env::var_os("SETTINGS_SCHEMA_PATH").map(std::path::PathBuf::from))
+        .or_else(|| Some(schema_default(db)).filter(|file| file.exists()));
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+        context: format!("cannot read the rules file {}", file.display()),
+        source,
+    })?;
+    Rules::from_json(&text).map(Some)
+}
+
+fn schema_default(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".schema.json");
+    name.into()
 }
 
 fn pretty(value: &Value) -> String {

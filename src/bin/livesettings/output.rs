@@ -4,13 +4,39 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::select;
-use livesettings::{Error, Event, Stats, Store};
+use livesettings::{Error, Event, HistoryEntry, Resumed, Stats, Store};
 use serde_json::{Value, json};
 
 /// Prints every event under `prefix` until Ctrl-C or SIGTERM, then closes the
 /// store (joining its watcher) and returns.
-pub fn watch(store: Store, prefix: &str, as_json: bool) -> Result<(), Error> {
-    let events = store.subscribe(prefix)?;
+pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Result<(), Error> {
+    let (events, snapshot) = match from {
+        None => (store.subscribe(prefix)?, store.snapshot()),
+        Some(seq) => match store.subscribe_from(prefix, seq)? {
+            Resumed::Replayed(events) => (events, store.snapshot()),
+            Resumed::Compacted {
+                oldest,
+                snapshot,
+                events,
+            } => {
+                // The documented recovery: the full state, then live events.
+                let note = format!(
+                    "the log was pruned: seq {seq} is before the oldest kept ({oldest}); printing the full state first"
+                );
+                log::warn!("{note}");
+                for (key, value) in snapshot.entries(prefix) {
+                    let text = if as_json {
+                        json!({"event": "state", "seq": snapshot.seq(), "key": key, "value": value})
+                            .to_string()
+                    } else {
+                        format!("{key} = {value}")
+                    };
+                    line(&text)?;
+                }
+                (events, snapshot)
+            }
+        },
+    };
     let (interrupt, interrupted) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         let _ = interrupt.try_send(());
@@ -19,7 +45,6 @@ pub fn watch(store: Store, prefix: &str, as_json: bool) -> Result<(), Error> {
         context: "cannot install the Ctrl-C handler".to_owned(),
         source: std::io::Error::other(error),
     })?;
-    let snapshot = store.snapshot();
     let keys = snapshot.keys(prefix).count();
     if as_json {
         line(&json!({"event": "ready", "keys": keys, "seq": snapshot.seq()}).to_string())?;
@@ -111,6 +136,30 @@ fn human_lines(event: &Event) -> Vec<String> {
         }
         other => vec![format!("{now}  {other:?}")],
     }
+}
+
+pub fn history_line(entry: &HistoryEntry, as_json: bool) -> String {
+    if as_json {
+        return json!({
+            "seq": entry.seq,
+            "at": entry.at,
+            "key": entry.key,
+            "old": entry.old,
+            "new": entry.new,
+            "origin": entry.origin,
+        })
+        .to_string();
+    }
+    let show = |value: &Option<Value>| value.as_ref().map_or("∅".to_owned(), Value::to_string);
+    format!(
+        "{:>8}  {}  {}  {} → {}  ({})",
+        entry.seq,
+        entry.at,
+        entry.key,
+        show(&entry.old),
+        show(&entry.new),
+        entry.origin
+    )
 }
 
 pub fn stats_json(stats: &Stats) -> Value {
