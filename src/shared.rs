@@ -6,7 +6,7 @@
 //! except to reopen, when it takes both in that order.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,6 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) validators: Validators,
     applied: (Mutex<i64>, Condvar),
-    missing_reported: AtomicBool,
 }
 
 /// What one watcher check found.
@@ -72,7 +71,6 @@ impl Shared {
             counters: Counters::default(),
             validators: Validators::default(),
             applied: (Mutex::new(seq), Condvar::new()),
-            missing_reported: AtomicBool::new(false),
         };
         shared.counters.applied_seq.store(seq, Ordering::Relaxed);
         Ok(shared)
@@ -94,6 +92,8 @@ impl Shared {
         };
         let snapshot = self.snapshot.load_full();
         let validators = &self.validators;
+        // The commit is durable once `transact` returns; if applying it then
+        // fails, the error is returned and the watcher applies it later.
         let committed = connection.transact(
             &self.path,
             self.options.origin(),
@@ -120,16 +120,15 @@ impl Shared {
         let mut applier = lock(&self.applier);
         match applier.probe()? {
             Probe::Unchanged => Ok(CheckOutcome::Unchanged),
-            Probe::Changed => {
-                self.apply(&mut applier, None, None)?;
-                Ok(CheckOutcome::Applied)
-            }
+            Probe::Changed => Ok(if self.apply(&mut applier, None, None)? {
+                CheckOutcome::Applied
+            } else {
+                CheckOutcome::Unchanged
+            }),
             Probe::FileMissing => {
-                if !self.missing_reported.swap(true, Ordering::Relaxed) {
-                    log::warn!(
-                        "{}: the database file is gone; keeping the last loaded settings and waiting for it to come back",
-                        self.path.display()
-                    );
+                if applier.file().is_some() {
+                    drop(applier);
+                    self.release_lost_file();
                 }
                 Ok(CheckOutcome::Missing)
             }
@@ -142,6 +141,33 @@ impl Shared {
         }
     }
 
+    /// The file was deleted: close both connections (they hold the orphan,
+    /// and an inode number may be reused by the next file), remove the side
+    /// files that are provably the orphan's so the next database at the path
+    /// cannot mistake them for its own, and keep serving the snapshot.
+    fn release_lost_file(&self) {
+        let mut writer = lock(&self.writer);
+        let mut applier = lock(&self.applier);
+        if FileId::of(&self.path).ok().flatten().is_none() {
+            self.release_locked(&mut writer, &mut applier);
+        }
+    }
+
+    fn release_locked(&self, writer: &mut Option<Writer>, applier: &mut Applier) {
+        if applier.file().is_none() && writer.is_none() {
+            return; // Released already.
+        }
+        log::warn!(
+            "{}: the database file is gone; keeping the last loaded settings and waiting for it to come back",
+            self.path.display()
+        );
+        if let Some(old) = writer.take() {
+            old.close();
+        }
+        applier.detach();
+        lock(&self.side_files).remove_stale();
+    }
+
     /// Makes sure the connections have the file that is at the path now:
     /// when another file was renamed over it or it was recreated, close both
     /// connections, remove the old side files, reopen and reload.
@@ -151,6 +177,7 @@ impl Shared {
             source,
         })?;
         let Some(at_path) = at_path else {
+            self.release_locked(writer, &mut lock(&self.applier));
             return Err(Error::DatabaseMissing {
                 path: self.path.clone(),
             });
@@ -173,18 +200,18 @@ impl Shared {
         **writer = Some(Writer::open(&self.path, self.options.busy_timeout(), file)?);
         applier.attach(self.options.busy_timeout(), file)?;
         *lock(&self.side_files) = SideFiles::record(&self.path);
-        self.missing_reported.store(false, Ordering::Relaxed);
         self.apply(&mut applier, None, Some(ReloadReason::FileReplaced))?;
         Ok(())
     }
 
-    /// Catches the snapshot up and publishes the result.
+    /// Catches the snapshot up and publishes the result; says whether
+    /// anything was published.
     fn apply(
         &self,
         applier: &mut MutexGuard<'_, Applier>,
         local: Option<(i64, i64)>,
         force: Option<ReloadReason>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let started = Instant::now();
         let current = self.snapshot.load_full();
         if let Some(mut applied) = applier.catch_up(&current, local, force)? {
@@ -196,8 +223,9 @@ impl Shared {
                 read_section(conn, applier.path(), prefix)
             })?;
             self.publish(applied, started);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     fn publish(&self, applied: Applied, started: Instant) {
@@ -262,7 +290,14 @@ impl Shared {
         query(conn, &self.path)
     }
 
-    /// Runs `op` under the applier lock, so no pass publishes meanwhile.
+    /// Runs `op` while no pass can publish.
+    pub(crate) fn exclusive<R>(&self, op: impl FnOnce() -> R) -> R {
+        let _applier = lock(&self.applier);
+        op()
+    }
+
+    /// Runs `op` on the read connection under the applier lock, so no pass
+    /// publishes meanwhile.
     pub(crate) fn with_applier_locked<R>(
         &self,
         op: impl FnOnce(&rusqlite::Connection) -> Result<R>,

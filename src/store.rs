@@ -175,13 +175,10 @@ impl Store {
         prefix: &str,
     ) -> Result<Live<T>> {
         validate_prefix(prefix)?;
-        // Registration and the first build must not straddle an apply:
-        // apply refreshes only handles registered before it swapped.
-        let live = self
-            .shared
-            .lives
-            .register::<T>(prefix, &self.shared.snapshot.load())?;
-        Ok(live)
+        // Under the applier lock no pass can swap the snapshot between the
+        // first build and the registration (and so be missed by the handle).
+        let shared = &self.shared;
+        shared.exclusive(|| shared.lives.register::<T>(prefix, &shared.snapshot.load()))
     }
 
     /// Sets `key` to `value` (any `Serialize`; objects are sections, so use
