@@ -6,7 +6,7 @@
 //! A file event can arrive before the commit it belongs to is visible (the
 //! commit is published through the memory-mapped `-shm`, which raises no
 //! event), so a hint whose check finds nothing is re-checked on a short
-//! backoff before the watcher returns to its slow poll.
+//! backoff (see [`backoff_delay`]) before the watcher returns to its slow poll.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,17 +24,23 @@ use crate::shared::{CheckOutcome, Shared};
 use crate::stats::Counters;
 
 /// Re-check delays after a hint whose check found nothing new.
-const BACKOFF: [Duration; 9] = [
-    Duration::from_millis(1),
-    Duration::from_millis(2),
-    Duration::from_millis(4),
-    Duration::from_millis(8),
-    Duration::from_millis(16),
-    Duration::from_millis(32),
-    Duration::from_millis(64),
-    Duration::from_millis(128),
-    Duration::from_millis(160),
-];
+///
+/// Dense at first: a writer with `synchronous=FULL` raises its last file
+/// event when it writes the `-wal`, then fsyncs (2.5 ms median, 6.5 ms p90
+/// measured here) before the commit becomes visible, and a writer that keeps
+/// its connection open raises nothing after that. Checking every 0.5 ms and
+/// then every 1 ms through the usual fsync window keeps the delay from the
+/// commit to its event well under a millisecond; the sparse tail covers slow
+/// disks. Only hints start this schedule, so an idle store never runs it.
+fn backoff_delay(step: usize) -> Option<Duration> {
+    match step {
+        0..8 => Some(Duration::from_micros(500)),
+        8..16 => Some(Duration::from_millis(1)),
+        16..23 => Some(Duration::from_millis(2 << (step - 16))),
+        23 => Some(Duration::from_millis(160)),
+        _ => None,
+    }
+}
 
 /// The store's handle on its watcher thread.
 pub(crate) struct Watcher {
@@ -107,7 +113,7 @@ fn run(
     let mut backoff: Option<usize> = Some(0);
     let mut last_error = String::new();
     loop {
-        let timeout = backoff.map_or(slow, |step| BACKOFF[step]);
+        let timeout = backoff.and_then(backoff_delay).unwrap_or(slow);
         let hinted = select! {
             recv(stopped) -> _ => return,
             recv(hints) -> _ => true,
@@ -121,7 +127,7 @@ fn run(
             Ok(CheckOutcome::Unchanged) => {
                 backoff = backoff
                     .map(|step| step + 1)
-                    .filter(|step| *step < BACKOFF.len());
+                    .filter(|step| backoff_delay(*step).is_some());
             }
             Ok(CheckOutcome::Missing) => backoff = None,
             Err(error) => {
