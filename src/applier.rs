@@ -207,6 +207,11 @@ impl Applier {
                     .all(|(at, row)| row.seq == self.applied_seq + 1 + at as i64)
                     && rows.last().map(|row| row.seq) == Some(seq_max);
                 if contiguous {
+                    log::debug!(
+                        "{}: applying log rows {}..={seq_max} granularly",
+                        path.display(),
+                        self.applied_seq + 1
+                    );
                     Some(apply_rows(current, &rows, local))
                 } else {
                     Some(full_reload(
