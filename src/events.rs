@@ -62,20 +62,17 @@ pub enum ReloadReason {
     SchemaVersionChanged,
     /// A different file is at the path (replaced by rename, or recreated).
     FileReplaced,
-    /// A local transaction changed settings without logging them.
-    Unlogged,
 }
 
 impl ReloadReason {
     /// Every reason, in a stable order.
-    pub const ALL: [ReloadReason; 7] = [
+    pub const ALL: [ReloadReason; 6] = [
         ReloadReason::LogGap,
         ReloadReason::LogReset,
         ReloadReason::TriggersMissing,
         ReloadReason::SchemaChanged,
         ReloadReason::SchemaVersionChanged,
         ReloadReason::FileReplaced,
-        ReloadReason::Unlogged,
     ];
 
     /// A stable snake_case name, as printed by `watch --json`.
@@ -87,7 +84,6 @@ impl ReloadReason {
             ReloadReason::SchemaChanged => "schema_changed",
             ReloadReason::SchemaVersionChanged => "schema_version_changed",
             ReloadReason::FileReplaced => "file_replaced",
-            ReloadReason::Unlogged => "unlogged",
         }
     }
 }
