@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) lives: LiveRegistry,
     pub(crate) counters: Counters,
     pub(crate) validators: Validators,
+    /// The seqs of the local transaction being committed, if any.
+    committing: Mutex<Option<(i64, i64)>>,
     applied: (Mutex<i64>, Condvar),
 }
 
@@ -70,6 +72,7 @@ impl Shared {
             lives: LiveRegistry::default(),
             counters: Counters::default(),
             validators: Validators::default(),
+            committing: Mutex::new(None),
             applied: (Mutex::new(seq), Condvar::new()),
         };
         shared.counters.applied_seq.store(seq, Ordering::Relaxed);
@@ -98,18 +101,30 @@ impl Shared {
             &self.path,
             self.options.origin(),
             |tx| op(tx, &snapshot),
-            |tx, first| {
-                if validators.is_empty() {
-                    return Ok(());
+            |tx, (first, last)| {
+                if !validators.is_empty() {
+                    let rows = read_log(tx, &self.path, first - 1)?;
+                    let candidate = apply_rows(&snapshot, &rows, Some((first, last)));
+                    validators.check_local(&candidate.snapshot, &candidate.events)?;
                 }
-                let rows = read_log(tx, &self.path, first - 1)?;
-                let candidate = apply_rows(&snapshot, &rows, Some((first, i64::MAX)));
-                validators.check_local(&candidate.snapshot, &candidate.events)
+                // From COMMIT on, the watcher may apply these rows before this
+                // thread does: tell it they are local.
+                *lock(&self.committing) = Some((first, last));
+                Ok(())
             },
-        )?;
+        );
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(error) => {
+                *lock(&self.committing) = None;
+                return Err(error);
+            }
+        };
         Counters::bump(&self.counters.local_commits, 1);
         let mut applier = lock(&self.applier);
-        self.apply(&mut applier, committed.local, committed.reload)?;
+        let applied = self.apply(&mut applier, committed.local, committed.reload);
+        *lock(&self.committing) = None;
+        applied?;
         Ok((committed.value, committed.local))
     }
 
@@ -214,6 +229,7 @@ impl Shared {
     ) -> Result<bool> {
         let started = Instant::now();
         let current = self.snapshot.load_full();
+        let local = local.or(*lock(&self.committing));
         if let Some(mut applied) = applier.catch_up(&current, local, force)? {
             let applier = &**applier;
             self.validators.enforce(&current, &mut applied, |prefix| {

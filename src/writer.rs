@@ -84,14 +84,14 @@ impl Writer {
     }
 
     /// Runs `op` in one IMMEDIATE transaction, stamps the log rows it wrote
-    /// with `origin`, lets `before_commit` veto them (it gets the first seq
-    /// written), and commits.
+    /// with `origin`, lets `before_commit` veto them (it gets the inclusive
+    /// range of seqs written), and commits.
     pub(crate) fn transact<R>(
         &mut self,
         path: &Path,
         origin: &str,
         op: impl FnOnce(&Transaction<'_>) -> Result<R>,
-        before_commit: impl FnOnce(&Transaction<'_>, i64) -> Result<()>,
+        before_commit: impl FnOnce(&Transaction<'_>, (i64, i64)) -> Result<()>,
     ) -> Result<Committed<R>> {
         self.take_record();
         let tx = self
@@ -126,8 +126,9 @@ impl Writer {
                 )
                 .context(path, "cannot stamp the change log")?;
             if stamped > 0 {
-                local = Some((first, first + stamped as i64 - 1));
-                before_commit(&tx, first)?;
+                let range = (first, first + stamped as i64 - 1);
+                before_commit(&tx, range)?;
+                local = Some(range);
             }
         }
         tx.commit().context(path, "cannot commit")?;
