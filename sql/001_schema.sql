@@ -29,13 +29,16 @@ CREATE TABLE IF NOT EXISTS settings (
 -- The change log: every insert, update and delete of `settings`, by any
 -- writer, leaves one row per key here (see triggers.sql). AUTOINCREMENT keeps
 -- `seq` increasing after old rows are pruned. `origin` is 'external' unless
--- the livesettings writer that made the change names itself.
+-- the livesettings writer that made the change names itself; `session` is
+-- that store's random id (NULL for other writers), so a store can tell its
+-- own rows from those of another store with the same origin name.
 CREATE TABLE IF NOT EXISTS settings_log (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,
     key    TEXT NOT NULL,
     old    TEXT,
     new    TEXT,
     at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    origin TEXT NOT NULL DEFAULT 'external'
+    origin TEXT NOT NULL DEFAULT 'external',
+    session TEXT
 );
 CREATE INDEX IF NOT EXISTS settings_log_key ON settings_log (key, seq);

@@ -145,23 +145,25 @@ pub(crate) fn replay(
     prefix: &str,
     after: i64,
     upto: i64,
-    own_origin: &str,
+    own_session: &str,
 ) -> Result<Vec<Event>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM settings_log WHERE seq > ?2 AND seq <= ?3 \
+        "SELECT {COLUMNS}, session FROM settings_log WHERE seq > ?2 AND seq <= ?3 \
          AND (?1 = '' OR key = ?1 OR (key >= ?1 || '.' AND key < ?1 || '/')) ORDER BY seq"
     );
     let mut statement = conn
         .prepare_cached(&sql)
         .context(path, "cannot replay the change log")?;
     let rows = statement
-        .query_map((prefix, after, upto), entry)
+        .query_map((prefix, after, upto), |row| {
+            Ok((entry(row)?, row.get::<_, Option<String>>(6)?))
+        })
         .context(path, "cannot replay the change log")?;
     rows.map(|row| {
-        row.map(|entry| {
+        row.map(|(entry, session)| {
             Event::Change(Change {
                 seq: entry.seq,
-                source: if entry.origin == own_origin {
+                source: if session.as_deref() == Some(own_session) {
                     Source::Local
                 } else {
                     Source::External

@@ -27,6 +27,8 @@ use crate::writer::Writer;
 
 pub(crate) struct Shared {
     pub(crate) path: PathBuf,
+    /// This store's random id, stamped on the log rows it writes.
+    pub(crate) session: String,
     pub(crate) options: Options,
     pub(crate) snapshot: ArcSwap<Snapshot>,
     writer: Mutex<Option<Writer>>,
@@ -60,9 +62,11 @@ impl Shared {
         let writer = Writer::open(path, options.busy_timeout(), file)?;
         let mut applier = Applier::open(path, options.busy_timeout(), file)?;
         let snapshot = crate::applier::initial_load(&mut applier)?;
+        let session = writer.random_id(path)?;
         let seq = snapshot.seq();
         let shared = Shared {
             path: path.to_owned(),
+            session,
             side_files: Mutex::new(SideFiles::record(path)),
             subscribers: Subscribers::new(options.channel_capacity()),
             options,
@@ -99,13 +103,15 @@ impl Shared {
         // fails, the error is returned and the watcher applies it later.
         let committed = connection.transact(
             &self.path,
-            self.options.origin(),
+            (self.options.origin(), &self.session),
             |tx| op(tx, &snapshot),
             |tx, (first, last)| {
                 if !validators.is_empty() {
                     let rows = read_log(tx, &self.path, first - 1)?;
-                    let candidate = apply_rows(&snapshot, &rows, Some((first, last)));
-                    validators.check_local(&candidate.snapshot, &candidate.events)?;
+                    let changes = apply_rows(&snapshot, &rows, Some((first, last)));
+                    validators.check_local(&snapshot, &changes.events, |prefix| {
+                        read_section(tx, &self.path, prefix)
+                    })?;
                 }
                 // From COMMIT on, the watcher may apply these rows before this
                 // thread does: tell it they are local.

@@ -339,14 +339,7 @@ impl Store {
                     events: shared.subscribers.add(prefix),
                 });
             }
-            let backlog = history::replay(
-                conn,
-                &shared.path,
-                prefix,
-                seq,
-                upto,
-                shared.options.origin(),
-            )?;
+            let backlog = history::replay(conn, &shared.path, prefix, seq, upto, &shared.session)?;
             Ok(Resumed::Replayed(
                 shared.subscribers.add_after(prefix, backlog),
             ))

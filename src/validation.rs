@@ -8,7 +8,7 @@
 //! section is then re-read from the database, so nothing the rejected write
 //! left behind is missed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
@@ -65,9 +65,17 @@ impl Validators {
         lock(&self.pending).values().cloned().collect()
     }
 
-    /// Checks an in-process write before it commits: `candidate` is the
-    /// snapshot the write would produce, `events` its changes.
-    pub(crate) fn check_local(&self, candidate: &Snapshot, events: &[Event]) -> Result<()> {
+    /// Checks an in-process write before it commits. `before` is the
+    /// snapshot readers see, `events` the write's changes, and
+    /// `read_section` reads a section inside the write's transaction, so
+    /// the check sees exactly what would be committed (including foreign
+    /// values a pending rejection keeps out of the snapshot).
+    pub(crate) fn check_local(
+        &self,
+        before: &Snapshot,
+        events: &[Event],
+        mut read_section: impl FnMut(&str) -> Result<Vec<(Arc<str>, Arc<Value>)>>,
+    ) -> Result<()> {
         for section in self.sections() {
             let Some(change) = events
                 .iter()
@@ -76,7 +84,8 @@ impl Validators {
             else {
                 continue;
             };
-            if let Err(reason) = (section.check)(candidate) {
+            let candidate = before.with_section(&section.prefix, read_section(&section.prefix)?);
+            if let Err(reason) = (section.check)(&candidate) {
                 let value = change
                     .new
                     .as_ref()
@@ -141,14 +150,22 @@ impl Validators {
                 }
             }
             // The section's events are now the difference between what
-            // readers saw and what they will see.
+            // readers saw and what they will see, each keeping its source.
+            let mut sources = HashMap::new();
             applied.events.retain(|event| match event {
-                Event::Change(change) => !is_under(prefix, &change.key),
+                Event::Change(change) if is_under(prefix, &change.key) => {
+                    sources.insert(change.key.clone(), change.source);
+                    false
+                }
                 _ => true,
             });
-            applied
-                .events
-                .extend(diff_section(current, &working, prefix, seq).map(Event::Change));
+            let diff = diff_section(current, &working, prefix, seq).map(|mut change| {
+                if let Some(source) = sources.get(&change.key) {
+                    change.source = *source;
+                }
+                Event::Change(change)
+            });
+            applied.events.extend(diff);
         }
         applied.snapshot = working;
         Ok(())

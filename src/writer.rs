@@ -84,12 +84,12 @@ impl Writer {
     }
 
     /// Runs `op` in one IMMEDIATE transaction, stamps the log rows it wrote
-    /// with `origin`, lets `before_commit` veto them (it gets the inclusive
+    /// with `origin` and `session`, lets `before_commit` veto them (it gets the inclusive
     /// range of seqs written), and commits.
     pub(crate) fn transact<R>(
         &mut self,
         path: &Path,
-        origin: &str,
+        (origin, session): (&str, &str),
         op: impl FnOnce(&Transaction<'_>) -> Result<R>,
         before_commit: impl FnOnce(&Transaction<'_>, (i64, i64)) -> Result<()>,
     ) -> Result<Committed<R>> {
@@ -121,8 +121,8 @@ impl Writer {
             // write lock.
             let stamped = tx
                 .execute(
-                    "UPDATE settings_log SET origin = ?1 WHERE seq >= ?2",
-                    (origin, first),
+                    "UPDATE settings_log SET origin = ?1, session = ?2 WHERE seq >= ?3",
+                    (origin, session, first),
                 )
                 .context(path, "cannot stamp the change log")?;
             if stamped > 0 {
@@ -138,6 +138,13 @@ impl Writer {
             local,
             reload,
         })
+    }
+
+    /// A random 64-bit id in hex, from SQLite's generator.
+    pub(crate) fn random_id(&self, path: &Path) -> Result<String> {
+        self.conn
+            .query_row("SELECT lower(hex(randomblob(8)))", [], |row| row.get(0))
+            .context(path, "cannot draw a random id")
     }
 
     /// Closes the connection, logging (not failing on) an error.
