@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY NOT NULL CHECK (
               typeof(key) = 'text'
               AND length(CAST(key AS BLOB)) BETWEEN 1 AND 512
+              -- GLOB stops at a NUL byte; a text length that differs from
+              -- the byte length means a NUL or a non-ASCII character.
+              AND length(key) = length(CAST(key AS BLOB))
               AND key NOT GLOB '*[^A-Za-z0-9_.-]*'
               AND key NOT GLOB '.*'
               AND key NOT GLOB '*.'

@@ -53,6 +53,12 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
     },
+    /// The database file or its folder is read-only: reads work, writes
+    /// fail.
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The file at the path is not a usable livesettings database (not
     /// SQLite, corrupt, or written by a newer schema).
     Unusable {
@@ -137,6 +143,11 @@ impl fmt::Display for Error {
                 "database {} is missing (deleted or moved); serving the last loaded settings, writes fail until it is back",
                 path.display()
             ),
+            Error::ReadOnly { path } => write!(
+                f,
+                "database {} is read-only (check the permissions of the file and its folder); nothing was written",
+                path.display()
+            ),
             Error::Unusable { path, reason } => {
                 write!(f, "database {} is unusable: {reason}", path.display())
             }
@@ -202,6 +213,9 @@ pub(crate) fn classify(source: rusqlite::Error, path: &std::path::Path, what: &s
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Error::Busy {
             path: path.to_owned(),
         },
+        Some(ErrorCode::ReadOnly) => Error::ReadOnly {
+            path: path.to_owned(),
+        },
         Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => Error::Unusable {
             path: path.to_owned(),
             reason: format!("{what}: {source}"),
@@ -210,6 +224,17 @@ pub(crate) fn classify(source: rusqlite::Error, path: &std::path::Path, what: &s
             context: format!("{what} ({})", path.display()),
             source,
         },
+    }
+}
+
+impl Error {
+    /// Gives an SQLite error raised inside a write (through `?`, without a
+    /// path) the specific variant and the database path.
+    pub(crate) fn in_database(self, path: &std::path::Path) -> Error {
+        match self {
+            Error::Sqlite { source, .. } => classify(source, path, "write failed"),
+            other => other,
+        }
     }
 }
 

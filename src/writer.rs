@@ -111,7 +111,7 @@ impl Writer {
             }
             self.schema_cookie = schema::schema_cookie(&tx, path)?;
         }
-        let value = op(&tx)?;
+        let value = op(&tx).map_err(|error| error.in_database(path))?;
         let inserted = take_record(&self.hook_record);
         let mut local = None;
         if let Some(&first) = inserted.iter().min() {
