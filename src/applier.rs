@@ -66,6 +66,23 @@ pub(crate) struct Applier {
     path: PathBuf,
     link: Option<ReadLink>,
     applied_seq: i64,
+    /// The log row at `applied_seq` as it was applied, to recognise a log
+    /// that was rewritten underneath.
+    applied_row: Option<RowPrint>,
+}
+
+/// What identifies one log row: key, new value and timestamp.
+type RowPrint = (String, Option<String>, String);
+
+fn row_print(conn: &Connection, path: &Path, seq: i64) -> Result<Option<RowPrint>> {
+    conn.prepare_cached("SELECT key, new, at FROM settings_log WHERE seq = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_map([seq], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .next()
+                .transpose()
+        })
+        .context(path, "cannot read the change log")
 }
 
 impl Applier {
@@ -75,6 +92,7 @@ impl Applier {
             path: path.to_owned(),
             link: None,
             applied_seq: 0,
+            applied_row: None,
         };
         applier.attach(busy_timeout, file)?;
         Ok(applier)
@@ -196,6 +214,16 @@ impl Applier {
         if reload.is_none() && seq_max < self.applied_seq {
             reload = Some(ReloadReason::LogReset);
         }
+        if reload.is_none() && self.applied_row.is_some() {
+            // A log wiped and refilled up to or past the applied position
+            // in one transaction keeps `seq_max >= applied_seq`; the row at
+            // the applied position then is not the one applied. (A missing
+            // row was pruned, which is fine.)
+            let found = row_print(&tx, &path, self.applied_seq)?;
+            if found.is_some() && found != self.applied_row {
+                reload = Some(ReloadReason::LogReset);
+            }
+        }
         let applied = match reload {
             Some(reason) => Some(full_reload(&tx, &path, current, seq_max, reason)?),
             None if seq_max == self.applied_seq => None,
@@ -224,11 +252,16 @@ impl Applier {
                 }
             }
         };
+        let applied_row = match applied {
+            Some(_) => Some(row_print(&tx, &path, seq_max)?),
+            None => None,
+        };
         tx.commit()
             .context(&path, "cannot end the read transaction")?;
         link.data_version = data_version;
-        if applied.is_some() {
+        if let Some(print) = applied_row {
             self.applied_seq = seq_max;
+            self.applied_row = print;
         }
         Ok(applied)
     }

@@ -1,0 +1,482 @@
+//! Helpers for the tests that cross real processes: foreign writers (the
+//! `sqlite3` shell, Python's `sqlite3` module, the CLI), reading what the
+//! database file really holds, and waiting on events with deadlines.
+//!
+//! Every wait here is bounded by a deadline and returns as soon as the
+//! awaited state is reached; nothing sleeps a fixed time to "let things
+//! settle".
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use livesettings::{Change, Event, Stats, Store};
+use serde_json::Value;
+
+/// How long a test waits for something that should take milliseconds.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A temporary folder holding `settings.db`.
+pub struct TempDb {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TempDb {
+    pub fn new() -> TempDb {
+        let dir = tempfile::tempdir().expect("create a temporary folder");
+        let path = dir.path().join("settings.db");
+        TempDb { dir, path }
+    }
+
+    /// Another path in the same folder.
+    pub fn sibling(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The sqlite3 shell
+
+/// Runs `sql` with the `sqlite3` shell in its own process (one connection,
+/// closed when the process exits) and returns its stdout. Each statement
+/// outside an explicit `BEGIN … COMMIT` is its own transaction. Panics when
+/// the shell reports an error.
+pub fn sqlite3(db: &Path, sql: &str) -> String {
+    let output = sqlite3_command(db)
+        .arg(sql)
+        .output()
+        .expect("run the sqlite3 shell (is it installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.trim().is_empty(),
+        "sqlite3 {sql:?} failed ({}): {stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// `sqlite3 -bail` on `db` with a busy timeout (the shell has none by
+/// default, and a store may briefly hold the write lock).
+pub fn sqlite3_command(db: &Path) -> Command {
+    let mut command = Command::new("sqlite3");
+    command
+        .arg("-bail")
+        .arg("-cmd")
+        .arg(".timeout 10000")
+        .arg(db);
+    command
+}
+
+/// An interactive `sqlite3` session: one process, one connection kept open,
+/// fed statements line by line on stdin.
+pub struct Sqlite3Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Sqlite3Session {
+    pub fn open(db: &Path) -> Sqlite3Session {
+        let mut child = Command::new("sqlite3")
+            .arg("-cmd")
+            .arg(".timeout 10000")
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the sqlite3 shell");
+        let stdin = child.stdin.take();
+        Sqlite3Session { child, stdin }
+    }
+
+    /// Sends one line (a complete statement) to the shell.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("session is open");
+        writeln!(stdin, "{line}").expect("write to sqlite3");
+        stdin.flush().expect("flush sqlite3's stdin");
+    }
+
+    /// Closes stdin, waits for the shell and checks it reported no error.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr)
+                .expect("read the sqlite3 shell's stderr");
+        }
+        let status = self.child.wait().expect("wait for the sqlite3 shell");
+        assert!(
+            status.success() && stderr.trim().is_empty(),
+            "sqlite3 session failed ({status}): {stderr}"
+        );
+    }
+}
+
+impl Drop for Sqlite3Session {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A Python writer process
+
+/// A long-lived Python writer: one connection kept open for its lifetime
+/// (Python's `sqlite3` module, `synchronous=FULL` by default). Each line on
+/// stdin is a JSON list of `[sql, params]` pairs run as one `BEGIN
+/// IMMEDIATE … COMMIT` transaction; it answers `ok` or `error: …`.
+const PYTHON_WRITER: &str = r#"
+import json, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+print("ready", flush=True)
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        continue
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for sql, params in json.loads(line):
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+        print("ok", flush=True)
+    except Exception as error:
+        try:
+            conn.execute("ROLLBACK")
+        except Exception:
+            pass
+        print("error: " + str(error).replace("\n", " "), flush=True)
+conn.close()
+"#;
+
+/// Writes `source` to a fresh file in `dir` and returns its path.
+pub fn write_script(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, source).expect("write a python script");
+    path
+}
+
+pub struct PythonWriter {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl PythonWriter {
+    /// Starts the writer on `db` (the script goes next to it) and waits
+    /// until its connection is open.
+    pub fn open(db: &Path) -> PythonWriter {
+        let script = write_script(
+            db.parent().expect("db has a folder"),
+            "python_writer.py",
+            PYTHON_WRITER,
+        );
+        let mut child = Command::new("python3")
+            .arg("-u")
+            .arg(&script)
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn python3");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut writer = PythonWriter {
+            child,
+            stdin,
+            stdout,
+        };
+        assert_eq!(writer.read_line(), "ready");
+        writer
+    }
+
+    /// Runs `statements` as one transaction and waits for the commit.
+    pub fn transaction(&mut self, statements: &[(&str, Vec<Value>)]) {
+        let line = Value::Array(
+            statements
+                .iter()
+                .map(|(sql, params)| Value::Array(vec![Value::from(*sql), params.clone().into()]))
+                .collect(),
+        );
+        let stdin = self.stdin.as_mut().expect("writer is open");
+        writeln!(stdin, "{line}").expect("write to python");
+        stdin.flush().expect("flush python's stdin");
+        let answer = self.read_line();
+        assert_eq!(answer, "ok", "python transaction {line} failed");
+    }
+
+    /// One statement in its own transaction.
+    pub fn execute(&mut self, sql: &str, params: Vec<Value>) {
+        self.transaction(&[(sql, params)]);
+    }
+
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read python's answer");
+        assert!(!line.is_empty(), "python writer exited unexpectedly");
+        line.trim_end().to_owned()
+    }
+
+    /// Closes stdin and waits for a clean exit.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait for python");
+        assert!(status.success(), "python writer exited with {status}");
+    }
+}
+
+impl Drop for PythonWriter {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs a Python script (given as source) with `args`, in its own process,
+/// and panics unless it exits with status 0.
+pub fn python(dir: &Path, name: &str, source: &str, args: &[&str]) -> Output {
+    let script = write_script(dir, name, source);
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "python {name} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+// ---------------------------------------------------------------------------
+// The CLI
+
+/// The `livesettings` binary built for this test run.
+pub fn cli_path() -> &'static str {
+    env!("CARGO_BIN_EXE_livesettings")
+}
+
+/// `livesettings --db DB ARGS…`, with logging left at its default.
+pub fn cli_command(db: &Path) -> Command {
+    let mut command = Command::new(cli_path());
+    command.arg("--db").arg(db).env_remove("RUST_LOG");
+    command
+}
+
+/// Runs the CLI and returns its output, whatever the exit status.
+pub fn cli(db: &Path, args: &[&str]) -> Output {
+    cli_command(db)
+        .args(args)
+        .output()
+        .expect("run the livesettings binary")
+}
+
+/// Runs the CLI, panics unless it succeeded, and returns its stdout.
+pub fn cli_ok(db: &Path, args: &[&str]) -> String {
+    let output = cli(db, args);
+    assert!(
+        output.status.success(),
+        "livesettings {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("CLI stdout is UTF-8")
+}
+
+// ---------------------------------------------------------------------------
+// What the file holds, what the store holds
+
+/// Every `key → value` in the database file at `path`, read with a fresh
+/// connection that is closed before returning.
+pub fn db_contents(path: &Path) -> BTreeMap<String, Value> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("open the database with a fresh connection");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut statement = conn
+        .prepare("SELECT key, value FROM settings ORDER BY key")
+        .expect("read the settings table");
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .expect("read the settings table");
+    let contents = rows
+        .map(|row| {
+            let (key, text) = row.expect("read a settings row");
+            let value: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|error| panic!("{key} holds invalid JSON {text:?}: {error}"));
+            (key, value)
+        })
+        .collect();
+    drop(statement);
+    conn.close().expect("close the fresh connection");
+    contents
+}
+
+/// The single cell a query returns, as text (`None` for NULL), read with a
+/// fresh connection.
+pub fn db_scalar(path: &Path, sql: &str) -> Option<String> {
+    let conn = rusqlite::Connection::open(path).expect("open the database");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let value: Option<String> = conn
+        .query_row(sql, [], |row| {
+            let value: rusqlite::types::Value = row.get(0)?;
+            Ok(match value {
+                rusqlite::types::Value::Null => None,
+                rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                rusqlite::types::Value::Real(x) => Some(x.to_string()),
+                rusqlite::types::Value::Text(text) => Some(text),
+                rusqlite::types::Value::Blob(bytes) => {
+                    Some(String::from_utf8_lossy(&bytes).into_owned())
+                }
+            })
+        })
+        .expect("run a single-cell query");
+    conn.close().expect("close the fresh connection");
+    value
+}
+
+/// The store's snapshot as a `key → value` map.
+pub fn store_contents(store: &Store) -> BTreeMap<String, Value> {
+    store
+        .snapshot()
+        .entries("")
+        .map(|(key, value)| (key.to_owned(), value.clone()))
+        .collect()
+}
+
+/// Waits until the store's snapshot equals exactly what the file at the
+/// store's path holds, then returns the contents; panics with the
+/// difference at the deadline.
+pub fn wait_converged(store: &Store, what: &str) -> BTreeMap<String, Value> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let in_db = db_contents(store.path());
+        let in_store = store_contents(store);
+        if in_db == in_store {
+            return in_db;
+        }
+        if Instant::now() > deadline {
+            let only_db: Vec<_> = in_db
+                .iter()
+                .filter(|(key, value)| in_store.get(*key) != Some(value))
+                .collect();
+            let only_store: Vec<_> = in_store
+                .iter()
+                .filter(|(key, value)| in_db.get(*key) != Some(value))
+                .collect();
+            panic!(
+                "{what}: the snapshot never converged to the database within {TIMEOUT:?}\n\
+                 in the database but not the snapshot: {only_db:?}\n\
+                 in the snapshot but not the database: {only_store:?}\n\
+                 stats: {:?}",
+                store.stats()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the store's counters satisfy `condition` (counters are
+/// bumped just after an apply's events are published).
+pub fn wait_stats(store: &Store, what: &str, mut condition: impl FnMut(&Stats) -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let stats = store.stats();
+        if condition(&stats) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting for {what}: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `condition` until it holds or the deadline passes.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Events
+
+/// The next event, or a panic naming `what` after [`TIMEOUT`].
+pub fn next_event(events: &Receiver<Event>, what: &str) -> Event {
+    events
+        .recv_timeout(TIMEOUT)
+        .unwrap_or_else(|error| panic!("no event for {what} within {TIMEOUT:?}: {error}"))
+}
+
+/// The next event, which must be a change.
+pub fn next_change(events: &Receiver<Event>, what: &str) -> Change {
+    match next_event(events, what) {
+        Event::Change(change) => change,
+        other => panic!("{what}: expected a change, got {other:?}"),
+    }
+}
+
+/// Reads events until one satisfies `matches`, returning it and every event
+/// before it.
+pub fn events_until(
+    events: &Receiver<Event>,
+    what: &str,
+    mut matches: impl FnMut(&Event) -> bool,
+) -> (Event, Vec<Event>) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = events.recv_timeout(left).unwrap_or_else(|error| {
+            panic!("{what}: not seen within {TIMEOUT:?} ({error}); events so far: {before:?}")
+        });
+        if matches(&event) {
+            return (event, before);
+        }
+        before.push(event);
+    }
+}
+
+/// Every event already queued, without waiting.
+pub fn drain(events: &Receiver<Event>) -> Vec<Event> {
+    events.try_iter().collect()
+}
+
+/// Asserts the change-log triggers exist in the file at `path`.
+pub fn assert_triggers_present(path: &Path) {
+    let count = db_scalar(
+        path,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' \
+         AND name IN ('settings_log_insert', 'settings_log_update', 'settings_log_delete')",
+    );
+    assert_eq!(count.as_deref(), Some("3"), "the change-log triggers exist");
+}
