@@ -186,7 +186,9 @@ impl Shared {
             old.close();
         }
         applier.detach();
-        lock(&self.side_files).remove_stale();
+        // Forget the side files once handled: after the close their inode
+        // numbers are free, and a new database's `-wal` may reuse one.
+        std::mem::take(&mut *lock(&self.side_files)).remove_stale();
     }
 
     /// Makes sure the connections have the file that is at the path now:
