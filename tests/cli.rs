@@ -59,17 +59,12 @@ impl Watch {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -INT failed");
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the watch process") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "watch did not exit within {TIMEOUT:?} of SIGINT"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let mut exit = None;
+        wait_until("watch to exit after SIGINT", || {
+            exit = self.child.try_wait().expect("poll the watch process");
+            exit.is_some()
+        });
+        exit.expect("watch exited")
     }
 }
 
@@ -299,22 +294,12 @@ fn set_of_a_non_json_value_fails_and_writes_nothing() {
     assert_eq!(db_contents(&db.path)["render.colour"], json!("notjson"));
 }
 
-fn fixture() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = manifest.join("../shared/fixtures/visionflow-settings.json");
-    if shared.exists() {
-        shared
-    } else {
-        manifest.join("examples/visionflow-settings.json")
-    }
-}
-
 /// `import` of the VisionFlow fixture, then `export`, gives back an equal
 /// JSON document; so does exporting a section.
 #[test]
 fn import_then_export_round_trips_the_fixture() {
     let db = TempDb::new();
-    let fixture = fixture();
+    let fixture = fixture_path();
     let original: Value =
         serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
 

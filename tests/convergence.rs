@@ -7,18 +7,16 @@
 //!
 //! `PROPTEST_CASES` (default 16) sets the number of sequences.
 
-mod support6;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use livesettings::{Error, Event, Options, Retention, Store, WatchMode};
 use proptest::prelude::*;
-use rusqlite::Connection;
 use serde_json::{Value, json};
-use support6::{TIMEOUT, TempDb, store_map, try_db_contents};
+use support::{TIMEOUT, TempDb, connect, poll_until, sqlite3_command, store_map, try_db_contents};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -68,12 +66,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => pairs().prop_map(Op::ReplaceFile),
         1 => pairs().prop_map(Op::DeleteRecreate),
     ]
-}
-
-fn foreign(path: &Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn
 }
 
 const UPSERT: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2) \
@@ -128,24 +120,23 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             }),
         ),
         Op::ForeignConn(key, Some(value)) => {
-            foreign(path)
+            connect(path)
                 .execute(UPSERT, (key, value.to_string()))
                 .map_err(|e| format!("{op:?}: {e}"))?;
             Ok(())
         }
         Op::ForeignConn(key, None) => {
-            foreign(path)
+            connect(path)
                 .execute("DELETE FROM settings WHERE key = ?1", [key])
                 .map_err(|e| format!("{op:?}: {e}"))?;
             Ok(())
         }
         Op::ForeignShell(key, value) => {
             let sql = format!(
-                ".timeout 10000\nINSERT INTO settings (key, value) VALUES ('{key}', '{value}') \
+                "INSERT INTO settings (key, value) VALUES ('{key}', '{value}') \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value;"
             );
-            let out = Command::new("sqlite3")
-                .arg(path)
+            let out = sqlite3_command(path)
                 .arg(sql)
                 .output()
                 .map_err(|e| e.to_string())?;
@@ -159,7 +150,7 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             }
         }
         Op::BulkDelete(prefix) => {
-            foreign(path)
+            connect(path)
                 .execute(
                     "DELETE FROM settings WHERE key = ?1 OR key LIKE ?1 || '.%'",
                     [prefix],
@@ -175,7 +166,7 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             }),
         ),
         Op::DropTriggersThenWrite(key, value) => {
-            let conn = foreign(path);
+            let conn = connect(path);
             conn.execute_batch(
                 "DROP TRIGGER IF EXISTS settings_log_insert; \
                  DROP TRIGGER IF EXISTS settings_log_update; \
@@ -213,7 +204,7 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
 /// error" in that writer): deploy tools should use the backup API, so the
 /// sequence waits, like a careful operator.
 fn await_follow(store: &Store, expected: BTreeMap<String, Value>) -> Result<(), String> {
-    if support6::wait_until(TIMEOUT, || store_map(store) == expected) {
+    if poll_until(TIMEOUT, || store_map(store) == expected) {
         Ok(())
     } else {
         Err(format!(
@@ -289,7 +280,7 @@ fn check(ops: &[Op]) -> Result<(), String> {
     }
     // A local write still works afterwards and is seen by all three.
     store.set("z", &1).map_err(|e| format!("final set: {e}"))?;
-    if !support6::wait_until(TIMEOUT, || {
+    if !poll_until(TIMEOUT, || {
         replay_events(&mut replay, &events, &mut log).is_ok() && replay.get("z") == Some(&json!(1))
     }) {
         return Err("the final local write never reached the subscriber".into());

@@ -4,7 +4,7 @@
 //! store that stayed open throughout converges, and a store reopened on the
 //! file equals what it holds.
 
-mod support6;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use livesettings::{Options, WatchMode};
 use serde_json::{Value, json};
-use support6::{TempDb, assert_converges, db_contents, integrity, store_map};
+use support::{Rng, TempDb, db_contents, integrity, store_map, wait_converged};
 
 /// Keys each transaction of the writer sets to the same counter value.
 const KEYS: usize = 20;
@@ -34,17 +34,6 @@ while True:
     conn.execute("COMMIT")
     print(i, flush=True)
 "#;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn kills() -> usize {
     std::env::var("LIVESETTINGS_CRASH_KILLS")
@@ -70,7 +59,7 @@ fn a_writer_killed_at_random_points_loses_nothing_it_reported() {
         .as_nanos() as u64
         | 1;
     eprintln!("crash seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut counter = 0i64;
     let mut total_reported = 0usize;
     let mut killed_mid_run = 0usize;
@@ -131,7 +120,7 @@ fn a_writer_killed_at_random_points_loses_nothing_it_reported() {
             "run {run}: the file holds {stored}, only {last_reported} (+1 unreported) was written"
         );
         counter = stored;
-        assert_converges(&watched, &db.path, &format!("run {run}"));
+        wait_converged(&watched, &format!("run {run}"));
 
         // A store opened now equals the file.
         if run % 10 == 0 || run + 1 == runs {

@@ -2,7 +2,7 @@
 //! timeout, a full disk, a corrupt file, a read-only file or folder, the
 //! folder deleted under a running store, and the permissions of new files.
 
-mod support6;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use livesettings::{Error, Options, Store, WatchMode};
 use serde_json::json;
-use support6::{TIMEOUT, TempDb, assert_converges, db_contents, store_map, wait_until};
+use support::{TIMEOUT, TempDb, db_contents, integrity, poll_until, store_map, wait_converged};
 
 const BIN: &str = env!("CARGO_BIN_EXE_livesettings");
 
@@ -143,7 +143,7 @@ fn a_full_disk_fails_the_write_and_keeps_the_previous_values() {
     );
     assert_eq!(store_map(&store), before_snap, "the snapshot changed");
     assert_eq!(db_contents(&db.path), before_db, "the database changed");
-    assert_eq!(support6::integrity(&db.path), "ok");
+    assert_eq!(integrity(&db.path), "ok");
     // A small write that fits still works.
     store.set("k.a", &3).unwrap();
     assert_eq!(store.get::<i64>("k.a").unwrap(), Some(3));
@@ -429,14 +429,14 @@ fn the_folder_deleted_under_a_running_store() {
             .unwrap();
         other.close().unwrap();
     }
-    assert_converges(&store, &path, "after the database came back");
+    wait_converged(&store, "after the database came back");
     assert_eq!(store.get::<i64>("a.x").unwrap(), Some(10));
     assert!(!store.contains("a.y"));
     store.set("a.z", &3).unwrap();
     assert_eq!(db_contents(&path).get("a.z"), Some(&json!(3)));
     // Subscribers were told: a.y removed, a.x changed.
     let mut seen = Vec::new();
-    let ok = wait_until(TIMEOUT, || {
+    let ok = poll_until(TIMEOUT, || {
         while let Ok(event) = events.try_recv() {
             if let Some(change) = event.as_change() {
                 seen.push((change.key.clone(), change.new.clone()));

@@ -3,7 +3,7 @@
 //! subscriptions across the replay/live seam, and `wait_for_seq` after a
 //! write by another process.
 
-mod support4;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -16,17 +16,10 @@ use livesettings::{
 };
 use serde_json::{Value, json};
 
-use support4::{
-    Rng, TIMEOUT, TempDb, db_settings, db_value, fixture, log_rows, recv_until, sqlite3,
+use support::{
+    Rng, TIMEOUT, TempDb, db_contents, db_value, fixture, log_rows, recv_until, sqlite3,
+    store_entries,
 };
-
-fn entries(store: &Store, prefix: &str) -> BTreeMap<String, Value> {
-    store
-        .snapshot()
-        .entries(prefix)
-        .map(|(key, value)| (key.to_owned(), value.clone()))
-        .collect()
-}
 
 fn keep_last(rows: u64) -> Retention {
     Retention {
@@ -261,7 +254,7 @@ fn revert_to_round_trips_the_fixture_settings() {
     assert!(!store.contains(&added[0]));
     let flat = livesettings::flatten("", &fixture).unwrap();
     assert_eq!(
-        db_settings(&db.path),
+        db_contents(&db.path),
         flat,
         "the database holds the fixture"
     );
@@ -353,11 +346,11 @@ fn pruning_under_a_lagging_store_converges() {
 
     writer.wait_for_seq(own.seq, TIMEOUT).unwrap();
     watching.wait_for_seq(own.seq, TIMEOUT).unwrap();
-    let truth = db_settings(&db.path);
+    let truth = db_contents(&db.path);
     assert_eq!(truth.len(), 1200 + 10 + 4);
-    assert_eq!(entries(&lagging, ""), truth);
-    assert_eq!(entries(&writer, ""), truth);
-    assert_eq!(entries(&watching, ""), truth);
+    assert_eq!(store_entries(&lagging, ""), truth);
+    assert_eq!(store_entries(&writer, ""), truth);
+    assert_eq!(store_entries(&watching, ""), truth);
 }
 
 #[test]
@@ -671,7 +664,7 @@ fn a_pruned_start_reports_compacted_and_offers_a_snapshot() {
     }
     assert_eq!(
         state,
-        entries(&store, "c"),
+        store_entries(&store, "c"),
         "snapshot + events = final state"
     );
     assert!(!state.contains_key("c.a"));

@@ -4,7 +4,7 @@
 //! database exactly as it was. Plus a proptest fuzzer (runs in CI) for the
 //! key parser, the flatten/unflatten pair, the CHECK constraint and import.
 
-mod support6;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -12,7 +12,7 @@ use std::process::Command;
 use livesettings::{Error, MAX_KEY_BYTES, Options, Store, WatchMode, flatten, unflatten};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use support6::{TempDb, fingerprint, table_exists};
+use support::{TempDb, db_contents, fingerprint, sqlite3_command, store_map, table_exists};
 
 const BIN: &str = env!("CARGO_BIN_EXE_livesettings");
 
@@ -84,7 +84,7 @@ fn assert_invalid_key(result: livesettings::Result<impl std::fmt::Debug>, key: &
 fn hostile_keys_are_refused_and_change_nothing() {
     let (db, store) = seeded();
     let before = fingerprint(&db.path);
-    let snapshot_before = support6::store_map(&store);
+    let snapshot_before = store_map(&store);
     for key in hostile_keys() {
         assert_invalid_key(store.set(&key, &1), &key, "set");
         assert_invalid_key(store.unset(&key), &key, "unset");
@@ -102,7 +102,7 @@ fn hostile_keys_are_refused_and_change_nothing() {
     assert!(table_exists(&db.path, "settings"));
     assert!(table_exists(&db.path, "settings_log"));
     assert_eq!(fingerprint(&db.path), before, "the database changed");
-    assert_eq!(support6::store_map(&store), snapshot_before);
+    assert_eq!(store_map(&store), snapshot_before);
 }
 
 #[test]
@@ -248,7 +248,7 @@ fn strings_of_100_mb_are_refused() {
 fn a_key_that_is_both_a_leaf_and_a_section_is_a_conflict() {
     let (db, store) = seeded();
     let before = fingerprint(&db.path);
-    let snap = support6::store_map(&store);
+    let snap = store_map(&store);
     for doc in [
         json!({"a": 1, "a.b": 2}),
         json!({"a.b": 2, "a": 1}),
@@ -269,7 +269,7 @@ fn a_key_that_is_both_a_leaf_and_a_section_is_a_conflict() {
     assert!(matches!(store.set("x.y", &1), Err(Error::Conflict { .. })));
     assert!(matches!(store.set("app", &1), Err(Error::Conflict { .. })));
     assert_eq!(fingerprint(&db.path), before);
-    assert_eq!(support6::store_map(&store), snap);
+    assert_eq!(store_map(&store), snap);
 }
 
 #[test]
@@ -340,8 +340,7 @@ fn check_constraint_refuses_nul_in_keys() {
         );
     }
     // The sqlite3 shell, as an operator would type it.
-    let out = Command::new("sqlite3")
-        .arg(&db.path)
+    let out = sqlite3_command(&db.path)
         .arg("INSERT INTO settings (key, value) VALUES ('B' || char(0) || ' x', '1');")
         .output()
         .unwrap();
@@ -513,7 +512,7 @@ proptest! {
         let db = TempDb::new();
         let store = Options::new().with_watch(WatchMode::Off).open(&db.path).unwrap();
         for key in keys {
-            let before = support6::db_contents(&db.path);
+            let before = db_contents(&db.path);
             let result = store.write(|tx| {
                 tx.execute(
                     "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, '42')",
@@ -526,7 +525,7 @@ proptest! {
                 result.is_ok(), valid,
                 "key {:?}: CHECK says {:?}, validate_key says {}", key, result, valid
             );
-            let after = support6::db_contents(&db.path);
+            let after = db_contents(&db.path);
             if valid {
                 prop_assert_eq!(store.get_json(&key), Some(json!(42)));
                 prop_assert_eq!(after.get(&key), Some(&json!(42)));
@@ -544,9 +543,9 @@ proptest! {
         let db = TempDb::new();
         let store = Options::new().with_watch(WatchMode::Off).open(&db.path).unwrap();
         for doc in docs {
-            let before = support6::db_contents(&db.path);
+            let before = db_contents(&db.path);
             let result = store.merge_json(&doc);
-            let after = support6::db_contents(&db.path);
+            let after = db_contents(&db.path);
             match result {
                 Ok(_) => {
                     let mut expected: BTreeMap<String, Value> = before;
@@ -568,7 +567,7 @@ proptest! {
                     prop_assert_eq!(&after, &before, "doc {} failed ({}) but changed the db", doc, error);
                 }
             }
-            prop_assert_eq!(support6::store_map(&store), after);
+            prop_assert_eq!(store_map(&store), after);
         }
     }
 }
@@ -587,7 +586,7 @@ proptest! {
         let store = Options::new().with_watch(WatchMode::Off).open(&db.path).unwrap();
         store.merge_json(&json!({"keep": {"me": 1}})).unwrap();
         drop(store);
-        let before = support6::db_contents(&db.path);
+        let before = db_contents(&db.path);
         let file = db.sibling("doc.json");
         std::fs::write(&file, &bytes).unwrap();
         let out = Command::new(BIN).arg("--db").arg(&db.path).arg("import").arg(&file).output().unwrap();
@@ -595,7 +594,7 @@ proptest! {
         prop_assert!(code.is_some(), "import was killed by a signal: {:?}", out.status);
         if !out.status.success() {
             prop_assert!(!out.stderr.is_empty(), "failed silently");
-            prop_assert_eq!(support6::db_contents(&db.path), before);
+            prop_assert_eq!(db_contents(&db.path), before);
         }
     }
 }

@@ -7,8 +7,10 @@
 //! write is a reliable "nothing else arrived". Expected events are still
 //! awaited with a generous `recv_timeout`, never with a sleep.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -17,36 +19,27 @@ use crossbeam_channel::Receiver;
 use livesettings::{Change, Error, Event, Options, Source, Store, WatchMode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-/// How long to wait for something that should happen at once.
-const TIMEOUT: Duration = Duration::from_secs(10);
+use support::{TIMEOUT, TempDb, connect, drain, fixture, next_change};
 
 /// A fresh database in its own temporary folder (keep the folder alive).
-fn temp_store() -> (TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path().join("settings.db")).expect("open store");
-    (dir, store)
-}
-
-/// The next event, which must be a change.
-fn next_change(events: &Receiver<Event>) -> Change {
-    match events.recv_timeout(TIMEOUT) {
-        Ok(Event::Change(change)) => change,
-        Ok(other) => panic!("expected a change, got {other:?}"),
-        Err(error) => panic!("no event within {TIMEOUT:?}: {error}"),
-    }
+fn temp_store() -> (TempDb, Store) {
+    let db = TempDb::new();
+    let store = Store::open(&db.path).expect("open store");
+    (db, store)
 }
 
 /// Exactly `n` changes, then nothing more queued.
 fn changes(events: &Receiver<Event>, n: usize) -> Vec<Change> {
-    let received: Vec<Change> = (0..n).map(|_| next_change(events)).collect();
+    let received: Vec<Change> = (1..=n)
+        .map(|i| next_change(events, &format!("change {i} of {n}")))
+        .collect();
     assert_no_more(events);
     received
 }
 
 fn assert_no_more(events: &Receiver<Event>) {
-    let extra: Vec<Event> = events.try_iter().collect();
+    let extra = drain(events);
     assert!(extra.is_empty(), "unexpected extra events: {extra:?}");
 }
 
@@ -74,7 +67,7 @@ fn assert_seqs_increase(changes: &[Change]) {
 
 /// Reads the database file directly, bypassing the store.
 fn db_rows(path: &Path, sql: &str) -> Vec<(String, Option<String>)> {
-    let conn = rusqlite::Connection::open(path).expect("open db directly");
+    let conn = connect(path);
     let mut statement = conn.prepare(sql).expect("prepare");
     statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -91,20 +84,10 @@ fn log_in_db(path: &Path) -> Vec<(String, Option<String>)> {
     db_rows(path, "SELECT key, new FROM settings_log ORDER BY seq")
 }
 
-fn fixture_path() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = manifest.join("../shared/fixtures/visionflow-settings.json");
-    if shared.exists() {
-        shared
-    } else {
-        manifest.join("examples/visionflow-settings.json")
-    }
-}
-
 // 1. Read-your-writes from another thread.
 #[test]
 fn a_write_is_visible_to_another_thread_as_soon_as_it_returns() {
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     let store = Arc::new(store);
     let (written, to_check) = crossbeam_channel::bounded::<i64>(0);
     let (checked, to_continue) = crossbeam_channel::bounded::<()>(0);
@@ -150,8 +133,8 @@ fn a_write_is_visible_to_another_thread_as_soon_as_it_returns() {
 // 2. A rolled-back transaction leaves nothing: no key, no event, no commit.
 #[test]
 fn a_rolled_back_write_leaves_nothing() {
-    let (dir, store) = temp_store();
-    let path = dir.path().join("settings.db");
+    let (db, store) = temp_store();
+    let path = &db.path;
     store.set("rb.existing", &1).unwrap();
     let events = store.subscribe("").unwrap();
     let commits_before = store.stats().local_commits;
@@ -182,11 +165,11 @@ fn a_rolled_back_write_leaves_nothing() {
     assert_eq!(store.stats().local_commits, commits_before);
     assert_no_more(&events);
     assert_eq!(
-        settings_in_db(&path),
+        settings_in_db(path),
         [("rb.existing".to_owned(), Some("1".to_owned()))]
     );
     assert!(
-        !log_in_db(&path).iter().any(|(key, _)| key == "rb.ghost"),
+        !log_in_db(path).iter().any(|(key, _)| key == "rb.ghost"),
         "no change-log row for the rolled-back key"
     );
 
@@ -204,7 +187,7 @@ fn a_rolled_back_write_leaves_nothing() {
 // 3. Raw SQL through `write` is applied granularly.
 #[test]
 fn raw_sql_through_write_is_applied_granularly() {
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     store
         .merge_json(&json!({"raw": {"a": 1, "b": 2, "c": 3}, "other": {"x": true}}))
         .unwrap();
@@ -256,7 +239,7 @@ fn raw_sql_through_write_is_applied_granularly() {
 // 4a. INSERT OR REPLACE: update_hook is silent for the replaced row.
 #[test]
 fn insert_or_replace_reports_the_replaced_value_as_old() {
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     store.set("rep.k", &1).unwrap();
     store.set("rep.other", &"x").unwrap();
     let events = store.subscribe("rep").unwrap();
@@ -289,8 +272,8 @@ fn insert_or_replace_reports_the_replaced_value_as_old() {
 // reported by update_hook but never committed.
 #[test]
 fn a_rolled_back_savepoint_leaves_no_phantom() {
-    let (dir, store) = temp_store();
-    let path = dir.path().join("settings.db");
+    let (db, store) = temp_store();
+    let path = &db.path;
     store.set("sp.kept", &1).unwrap();
     let events = store.subscribe("").unwrap();
 
@@ -355,7 +338,7 @@ fn a_rolled_back_savepoint_leaves_no_phantom() {
     for phantom in ["sp.phantom", "sp.phantom2", "sp.phantom3"] {
         assert!(!store.contains(phantom), "{phantom} in the snapshot");
     }
-    let stored: Vec<String> = settings_in_db(&path).into_iter().map(|(k, _)| k).collect();
+    let stored: Vec<String> = settings_in_db(path).into_iter().map(|(k, _)| k).collect();
     assert_eq!(stored, ["sp.first", "sp.kept", "sp.last", "sp.real"]);
     assert_eq!(store.stats().full_reloads, 0);
 
@@ -367,7 +350,7 @@ fn a_rolled_back_savepoint_leaves_no_phantom() {
 // 5. `DELETE FROM settings` with no WHERE clause is seen key by key.
 #[test]
 fn a_bulk_delete_is_seen_key_by_key() {
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     let tree = json!({"bulk": {"a": 1, "b": [1, 2], "c": {"d": "x", "e": null}}, "z": false});
     store.merge_json(&tree).unwrap();
     let before = store.snapshot();
@@ -397,7 +380,7 @@ fn a_bulk_delete_is_seen_key_by_key() {
 // 6. An UPDATE of the key column is a removal and an insertion.
 #[test]
 fn renaming_a_key_is_a_removal_and_an_insertion() {
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     store.set("a.old", &"value").unwrap();
     let events = store.subscribe("a").unwrap();
 
@@ -424,12 +407,12 @@ fn renaming_a_key_is_a_removal_and_an_insertion() {
 // refused with a clear error, and nothing is written.
 #[test]
 fn invalid_input_is_refused_and_nothing_is_written() {
-    let (dir, store) = temp_store();
-    let path = dir.path().join("settings.db");
+    let (db, store) = temp_store();
+    let path = &db.path;
     store.set("v.kept", &1).unwrap();
     let events = store.subscribe("").unwrap();
-    let db_before = settings_in_db(&path);
-    let log_before = log_in_db(&path);
+    let db_before = settings_in_db(path);
+    let log_before = log_in_db(path);
     let seq_before = store.snapshot().seq();
     let commits_before = store.stats().local_commits;
 
@@ -521,11 +504,11 @@ fn invalid_input_is_refused_and_nothing_is_written() {
     assert_eq!(snapshot.seq(), seq_before);
     assert_eq!(snapshot.keys("").collect::<Vec<_>>(), ["v.kept"]);
     assert_eq!(store.stats().local_commits, commits_before);
-    assert_eq!(settings_in_db(&path), db_before);
-    assert_eq!(log_in_db(&path), log_before);
+    assert_eq!(settings_in_db(path), db_before);
+    assert_eq!(log_in_db(path), log_before);
     let fresh = Options::new()
         .with_watch(WatchMode::Off)
-        .open(&path)
+        .open(path)
         .unwrap();
     assert_eq!(fresh.subtree("").unwrap(), Some(json!({"v": {"kept": 1}})));
     fresh.close().unwrap();
@@ -534,7 +517,7 @@ fn invalid_input_is_refused_and_nothing_is_written() {
 // 8. Ordering and exactly-once per key per commit, and prefix filtering.
 #[test]
 fn subscribers_get_each_key_once_per_commit_in_seq_order() {
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     let all = store.subscribe("").unwrap();
 
     // One commit writes `ord.k` twice: one change, from absent to the last value.
@@ -616,10 +599,10 @@ fn subscribers_get_each_key_once_per_commit_in_seq_order() {
 // what it missed.
 #[test]
 fn a_stalled_subscriber_does_not_block_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
+    let db = TempDb::new();
     let store = Options::new()
         .with_channel_capacity(4)
-        .open(dir.path().join("settings.db"))
+        .open(&db.path)
         .unwrap();
     let store = Arc::new(store);
     let stalled = store.subscribe("").unwrap();
@@ -662,7 +645,7 @@ fn a_stalled_subscriber_does_not_block_the_writer() {
         }
         other => panic!("expected Lagged, got {other:?}"),
     }
-    let change = next_change(&stalled);
+    let change = next_change(&stalled, "the write after the lag");
     assert_eq!(change.new, Some(json!(WRITES)));
     assert_eq!(change.seq, commit.seq);
     assert_no_more(&stalled);
@@ -671,9 +654,8 @@ fn a_stalled_subscriber_does_not_block_the_writer() {
 // 10. The VisionFlow fixture round-trips through merge_json / subtree.
 #[test]
 fn the_visionflow_fixture_round_trips() {
-    let text = std::fs::read_to_string(fixture_path()).expect("fixture");
-    let fixture: Value = serde_json::from_str(&text).unwrap();
-    let (dir, store) = temp_store();
+    let fixture = fixture();
+    let (db, store) = temp_store();
     let commit = store.merge_json(&fixture).unwrap();
     assert_eq!(commit.changes, 435);
     assert_eq!(store.stats().keys, 435);
@@ -687,7 +669,7 @@ fn the_visionflow_fixture_round_trips() {
     store.close().unwrap();
 
     // And a fresh store loads the same tree from the file.
-    let fresh = Store::open(dir.path().join("settings.db")).unwrap();
+    let fresh = Store::open(&db.path).unwrap();
     assert_eq!(fresh.subtree("").unwrap(), Some(fixture));
     fresh.close().unwrap();
 }
@@ -701,7 +683,7 @@ fn a_live_section_follows_its_prefix_only() {
         iterations: u32,
     }
 
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     store
         .merge_json(&json!({
             "live": {"physics": {"damping": 0.5, "iterations": 10}},
@@ -763,7 +745,7 @@ fn a_live_section_follows_its_prefix_only() {
 // section only.
 #[test]
 fn defaults_fill_gaps_and_unset_prefix_removes_one_section() {
-    let (_dir, store) = temp_store();
+    let (_db, store) = temp_store();
     store.merge_json(&json!({"d": {"kept": "mine"}})).unwrap();
     let events = store.subscribe("").unwrap();
 
@@ -818,13 +800,13 @@ fn defaults_fill_gaps_and_unset_prefix_removes_one_section() {
 // applies it, and must not then report the rows as a foreign change.
 #[test]
 fn local_writes_are_reported_as_local_while_the_watcher_polls() {
-    let dir = tempfile::tempdir().unwrap();
+    let db = TempDb::new();
     let store = Options::new()
         .with_watch(WatchMode::Poll {
             interval: Duration::from_millis(1),
         })
         .with_channel_capacity(4096)
-        .open(dir.path().join("settings.db"))
+        .open(&db.path)
         .unwrap();
     let events = store.subscribe("").unwrap();
     const WRITES: i64 = 2000;

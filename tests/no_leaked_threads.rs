@@ -4,9 +4,13 @@
 //! threads of the process, which other tests running in parallel would
 //! disturb.
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use livesettings::{Options, Store, WatchMode};
+
+use support::{TempDb, poll_until};
 
 /// Thread names as the kernel keeps them (truncated to 15 bytes).
 fn thread_names() -> Vec<String> {
@@ -31,45 +35,31 @@ fn count(prefix: &str) -> usize {
 /// "livesettings-watcher", truncated by the kernel.
 const WATCHER: &str = "livesettings-wa";
 
-/// Polls `condition` until it holds or `deadline` passes.
-fn wait_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn closing_or_dropping_a_store_joins_its_watcher() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("settings.db");
+    let db = TempDb::new();
+    let path = &db.path;
     let baseline = thread_names();
     assert_eq!(count(WATCHER), 0, "watchers before any store: {baseline:?}");
 
     for round in 0..20 {
         let store = match round % 3 {
-            0 => Store::open(&path).unwrap(),
+            0 => Store::open(path).unwrap(),
             1 => Options::new()
                 .with_watch(WatchMode::poll())
-                .open(&path)
+                .open(path)
                 .unwrap(),
             _ => Options::new()
                 .with_watch(WatchMode::Events {
                     safety_poll: Duration::from_millis(5),
                 })
-                .open(&path)
+                .open(path)
                 .unwrap(),
         };
         store.set("round", &round).unwrap();
         // The new thread names itself when it starts running.
         assert!(
-            wait_until(Duration::from_secs(10), || count(WATCHER) == 1),
+            poll_until(Duration::from_secs(10), || count(WATCHER) == 1),
             "round {round}: expected one watcher: {:?}",
             thread_names()
         );
@@ -90,7 +80,7 @@ fn closing_or_dropping_a_store_joins_its_watcher() {
     // Threads of the file-event backend (notify's inotify loop) are told to
     // stop when the watcher drops them; they must not pile up either.
     assert!(
-        wait_until(Duration::from_secs(10), || thread_names().len()
+        poll_until(Duration::from_secs(10), || thread_names().len()
             <= baseline.len()),
         "threads left behind: before {baseline:?}, after {:?}",
         thread_names()
@@ -99,7 +89,7 @@ fn closing_or_dropping_a_store_joins_its_watcher() {
     // A store with no watcher thread starts none.
     let store = Options::new()
         .with_watch(WatchMode::Off)
-        .open(&path)
+        .open(path)
         .unwrap();
     assert_eq!(count(WATCHER), 0);
     assert_eq!(store.get::<i64>("round").unwrap(), Some(19));

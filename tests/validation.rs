@@ -4,7 +4,7 @@
 //! readable, a rejection is published and pending) until a later foreign
 //! write makes the section valid again.
 
-mod support4;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +13,7 @@ use livesettings::{Error, Event, Options, Store, WatchMode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use support4::{TempDb, db_settings, db_value, log_rows, recv, recv_until, sqlite3};
+use support::{TempDb, db_contents, db_value, log_rows, next_event, recv_until, sqlite3};
 
 #[derive(Debug, Deserialize)]
 struct Physics {
@@ -80,7 +80,7 @@ fn invalid_in_process_writes_are_rejected_with_nothing_written() {
     let store = seeded(&db, WatchMode::default());
     let events = store.subscribe("").unwrap();
     let before = store.snapshot();
-    let rows_before = db_settings(&db.path);
+    let rows_before = db_contents(&db.path);
     let log_before = log_rows(&db.path);
 
     // A cross-field rule: min <= max.
@@ -117,7 +117,7 @@ fn invalid_in_process_writes_are_rejected_with_nothing_written() {
     assert_eq!(store.snapshot().seq(), before.seq());
     assert_eq!(store.subtree("").unwrap(), before.subtree("").unwrap());
     // ...nor the database (read with a fresh connection)...
-    assert_eq!(db_settings(&db.path), rows_before);
+    assert_eq!(db_contents(&db.path), rows_before);
     assert_eq!(log_rows(&db.path), log_before, "no change-log row survives");
     // ...nor any subscriber.
     assert!(
@@ -130,7 +130,7 @@ fn invalid_in_process_writes_are_rejected_with_nothing_written() {
     let commit = store.set("p.min", &4.5).expect("a valid write");
     assert_eq!(store.get::<f64>("p.min").unwrap(), Some(4.5));
     assert_eq!(db_value(&db.path, "p.min"), Some(json!(4.5)));
-    match recv(&events, "the valid write") {
+    match next_event(&events, "the valid write") {
         Event::Change(change) => {
             assert_eq!(change.key, "p.min");
             assert_eq!(change.seq, commit.seq);

@@ -1,11 +1,15 @@
-//! Helpers for the tests that cross real processes: foreign writers (the
-//! `sqlite3` shell, Python's `sqlite3` module, the CLI), reading what the
-//! database file really holds, and waiting on events with deadlines.
+//! Helpers shared by the integration tests: a temporary database and the
+//! fixture, foreign writers in other processes (the `sqlite3` shell,
+//! Python's `sqlite3` module, the CLI), reading what the database file
+//! really holds through a fresh connection, and waiting on the store and
+//! its events with deadlines.
 //!
 //! Every wait here is bounded by a deadline and returns as soon as the
 //! awaited state is reached; nothing sleeps a fixed time to "let things
 //! settle".
 
+// Each test binary compiles this module on its own and uses only part of
+// it; without this, every binary would warn about the helpers it leaves out.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -14,12 +18,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use livesettings::{Change, Event, Stats, Store};
+use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
 /// How long a test waits for something that should take milliseconds.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------
+// A temporary database, the fixture
 
 /// A temporary folder holding `settings.db`.
 pub struct TempDb {
@@ -38,6 +46,26 @@ impl TempDb {
     pub fn sibling(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+/// The VisionFlow fixture's file: `../shared/fixtures/visionflow-settings.json`
+/// relative to the crate, else the copy in `examples/`.
+pub fn fixture_path() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/fixtures/visionflow-settings.json");
+    if shared.exists() {
+        shared
+    } else {
+        root.join("examples/visionflow-settings.json")
+    }
+}
+
+/// The VisionFlow fixture, parsed.
+pub fn fixture() -> Value {
+    let path = fixture_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    serde_json::from_str(&text).expect("the fixture is JSON")
 }
 
 // ---------------------------------------------------------------------------
@@ -302,44 +330,55 @@ pub fn cli_ok(db: &Path, args: &[&str]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// What the file holds, what the store holds
+// What the file holds, read with a fresh connection
 
-/// Every `key → value` in the database file at `path`, read with a fresh
-/// connection that is closed before returning.
-pub fn db_contents(path: &Path) -> BTreeMap<String, Value> {
-    let conn = rusqlite::Connection::open_with_flags(
+/// A fresh connection on the file, independent of any store, with a busy
+/// timeout (a store may briefly hold the write lock).
+pub fn connect(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open the database with a fresh connection");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("set a busy timeout");
+    conn
+}
+
+/// Every `key → value` the `settings` table holds, read through a fresh
+/// read-only connection; an error when the file cannot be read (missing,
+/// being replaced). Panics on a value that is not JSON, naming its key.
+pub fn try_db_contents(path: &Path) -> rusqlite::Result<BTreeMap<String, Value>> {
+    let conn = Connection::open_with_flags(
         path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .expect("open the database with a fresh connection");
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let mut statement = conn
-        .prepare("SELECT key, value FROM settings ORDER BY key")
-        .expect("read the settings table");
-    let rows = statement
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })
-        .expect("read the settings table");
-    let contents = rows
-        .map(|row| {
-            let (key, text) = row.expect("read a settings row");
-            let value: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|error| panic!("{key} holds invalid JSON {text:?}: {error}"));
-            (key, value)
-        })
-        .collect();
-    drop(statement);
-    conn.close().expect("close the fresh connection");
-    contents
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mut statement = conn.prepare("SELECT key, value FROM settings")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut contents = BTreeMap::new();
+    for row in rows {
+        let (key, text) = row?;
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("{key} holds invalid JSON {text:?}: {error}"));
+        contents.insert(key, value);
+    }
+    Ok(contents)
+}
+
+/// Every `key → value` in the database file at `path` (see
+/// [`try_db_contents`]); panics when the file cannot be read.
+pub fn db_contents(path: &Path) -> BTreeMap<String, Value> {
+    try_db_contents(path).expect("read the settings table")
+}
+
+/// The stored value of `key` as the file holds it.
+pub fn db_value(path: &Path, key: &str) -> Option<Value> {
+    db_contents(path).remove(key)
 }
 
 /// The single cell a query returns, as text (`None` for NULL), read with a
 /// fresh connection.
 pub fn db_scalar(path: &Path, sql: &str) -> Option<String> {
-    let conn = rusqlite::Connection::open(path).expect("open the database");
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let value: Option<String> = conn
+    connect(path)
         .query_row(sql, [], |row| {
             let value: rusqlite::types::Value = row.get(0)?;
             Ok(match value {
@@ -352,49 +391,109 @@ pub fn db_scalar(path: &Path, sql: &str) -> Option<String> {
                 }
             })
         })
-        .expect("run a single-cell query");
-    conn.close().expect("close the fresh connection");
-    value
+        .expect("run a single-cell query")
 }
 
-/// The store's snapshot as a `key → value` map.
-pub fn store_contents(store: &Store) -> BTreeMap<String, Value> {
+/// How many rows `settings_log` holds.
+pub fn log_rows(path: &Path) -> i64 {
+    connect(path)
+        .query_row("SELECT count(*) FROM settings_log", [], |row| row.get(0))
+        .expect("count the change log")
+}
+
+/// `PRAGMA integrity_check` through a fresh connection.
+pub fn integrity(path: &Path) -> String {
+    connect(path)
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("integrity_check")
+}
+
+/// Whether the table `table` exists.
+pub fn table_exists(path: &Path, table: &str) -> bool {
+    connect(path)
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |row| row.get::<_, i64>(0),
+        )
+        .expect("query sqlite_master")
+        == 1
+}
+
+/// A full fingerprint of the database's interesting state: the settings
+/// rows, the number of change-log rows, and whether `settings` exists.
+pub fn fingerprint(path: &Path) -> (BTreeMap<String, Value>, i64, bool) {
+    (
+        db_contents(path),
+        log_rows(path),
+        table_exists(path, "settings"),
+    )
+}
+
+/// Asserts the change-log triggers exist in the file at `path`.
+pub fn assert_triggers_present(path: &Path) {
+    let count = db_scalar(
+        path,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' \
+         AND name IN ('settings_log_insert', 'settings_log_update', 'settings_log_delete')",
+    );
+    assert_eq!(count.as_deref(), Some("3"), "the change-log triggers exist");
+}
+
+// ---------------------------------------------------------------------------
+// What the store holds
+
+/// The store's snapshot under `prefix` as a `key → value` map.
+pub fn store_entries(store: &Store, prefix: &str) -> BTreeMap<String, Value> {
     store
         .snapshot()
-        .entries("")
+        .entries(prefix)
         .map(|(key, value)| (key.to_owned(), value.clone()))
         .collect()
 }
 
+/// The store's whole snapshot as a `key → value` map.
+pub fn store_map(store: &Store) -> BTreeMap<String, Value> {
+    store_entries(store, "")
+}
+
 /// Waits until the store's snapshot equals exactly what the file at the
 /// store's path holds, then returns the contents; panics with the
-/// difference at the deadline.
+/// difference (or the last read error) at the deadline. A file that cannot
+/// be read for a moment (being replaced) is read again.
 pub fn wait_converged(store: &Store, what: &str) -> BTreeMap<String, Value> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let in_db = db_contents(store.path());
-        let in_store = store_contents(store);
-        if in_db == in_store {
-            return in_db;
-        }
-        if Instant::now() > deadline {
-            let only_db: Vec<_> = in_db
-                .iter()
-                .filter(|(key, value)| in_store.get(*key) != Some(value))
-                .collect();
-            let only_store: Vec<_> = in_store
-                .iter()
-                .filter(|(key, value)| in_db.get(*key) != Some(value))
-                .collect();
-            panic!(
-                "{what}: the snapshot never converged to the database within {TIMEOUT:?}\n\
-                 in the database but not the snapshot: {only_db:?}\n\
-                 in the snapshot but not the database: {only_store:?}\n\
+        let in_db = try_db_contents(store.path());
+        let in_store = store_map(store);
+        match in_db {
+            Ok(in_db) if in_db == in_store => return in_db,
+            Ok(in_db) if Instant::now() > deadline => {
+                let only_db: Vec<_> = in_db
+                    .iter()
+                    .filter(|(key, value)| in_store.get(*key) != Some(value))
+                    .collect();
+                let only_store: Vec<_> = in_store
+                    .iter()
+                    .filter(|(key, value)| in_db.get(*key) != Some(value))
+                    .collect();
+                panic!(
+                    "{what}: the snapshot never converged to the database within {TIMEOUT:?}\n\
+                     in the database but not the snapshot: {only_db:?}\n\
+                     in the snapshot but not the database: {only_store:?}\n\
+                     stats: {:?}",
+                    store.stats()
+                );
+            }
+            Err(error) if Instant::now() > deadline => panic!(
+                "{what}: the database could not be read within {TIMEOUT:?}: {error}\n\
+                 snapshot: {in_store:?}\n\
                  stats: {:?}",
                 store.stats()
-            );
+            ),
+            _ => {}
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -415,16 +514,31 @@ pub fn wait_stats(store: &Store, what: &str, mut condition: impl FnMut(&Stats) -
     }
 }
 
-/// Polls `condition` until it holds or the deadline passes.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {TIMEOUT:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+// ---------------------------------------------------------------------------
+// Waiting on a condition
+
+/// Polls `condition` every few milliseconds until it holds (true) or
+/// `timeout` passes (false).
+pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(3));
     }
+}
+
+/// Polls `condition` until it holds; panics naming `what` after
+/// [`TIMEOUT`].
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        poll_until(TIMEOUT, condition),
+        "timed out after {TIMEOUT:?} waiting for {what}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -445,25 +559,41 @@ pub fn next_change(events: &Receiver<Event>, what: &str) -> Change {
     }
 }
 
-/// Reads events until one satisfies `matches`, returning it and every event
-/// before it.
+/// Receives events until `matches` returns true for one (returned) or the
+/// deadline passes (panic, listing what arrived). The events seen before it
+/// are pushed to `seen`.
+pub fn recv_until(
+    events: &Receiver<Event>,
+    seen: &mut Vec<Event>,
+    what: &str,
+    mut matches: impl FnMut(&Event) -> bool,
+) -> Event {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(event) if matches(&event) => return event,
+            Ok(event) => seen.push(event),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("timed out after {TIMEOUT:?} waiting for {what}; got {seen:#?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("channel closed while waiting for {what}; got {seen:#?}")
+            }
+        }
+    }
+}
+
+/// Like [`recv_until`], returning the matching event and every event before
+/// it.
 pub fn events_until(
     events: &Receiver<Event>,
     what: &str,
-    mut matches: impl FnMut(&Event) -> bool,
+    matches: impl FnMut(&Event) -> bool,
 ) -> (Event, Vec<Event>) {
-    let deadline = Instant::now() + TIMEOUT;
     let mut before = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = events.recv_timeout(left).unwrap_or_else(|error| {
-            panic!("{what}: not seen within {TIMEOUT:?} ({error}); events so far: {before:?}")
-        });
-        if matches(&event) {
-            return (event, before);
-        }
-        before.push(event);
-    }
+    let event = recv_until(events, &mut before, what, matches);
+    (event, before)
 }
 
 /// Every event already queued, without waiting.
@@ -471,12 +601,28 @@ pub fn drain(events: &Receiver<Event>) -> Vec<Event> {
     events.try_iter().collect()
 }
 
-/// Asserts the change-log triggers exist in the file at `path`.
-pub fn assert_triggers_present(path: &Path) {
-    let count = db_scalar(
-        path,
-        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' \
-         AND name IN ('settings_log_insert', 'settings_log_update', 'settings_log_delete')",
-    );
-    assert_eq!(count.as_deref(), Some("3"), "the change-log triggers exist");
+// ---------------------------------------------------------------------------
+// Random numbers
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
 }
