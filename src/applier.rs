@@ -69,6 +69,8 @@ pub(crate) struct Applier {
     /// The log row at `applied_seq` as it was applied, to recognise a log
     /// that was rewritten underneath.
     applied_row: Option<RowPrint>,
+    /// Whether the first (initial) load is done: it publishes no events.
+    loaded: bool,
 }
 
 /// What identifies one log row: key, new value and timestamp.
@@ -93,6 +95,7 @@ impl Applier {
             link: None,
             applied_seq: 0,
             applied_row: None,
+            loaded: false,
         };
         applier.attach(busy_timeout, file)?;
         Ok(applier)
@@ -199,12 +202,11 @@ impl Applier {
             .transaction()
             .context(&path, "cannot begin a read transaction")?;
         let (seq_max, version): (Option<i64>, Option<String>) = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'settings_log'), \
                         (SELECT value FROM livesettings_meta WHERE name = 'schema_version')",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
             )
+            .and_then(|mut statement| statement.query_row([], |row| Ok((row.get(0)?, row.get(1)?))))
             .context(&path, "cannot read the change-log position")?;
         let seq_max = seq_max.unwrap_or(0);
         if link.schema_version.is_some() && link.schema_version != version {
@@ -225,7 +227,14 @@ impl Applier {
             }
         }
         let applied = match reload {
-            Some(reason) => Some(full_reload(&tx, &path, current, seq_max, reason)?),
+            Some(reason) => Some(full_reload(
+                &tx,
+                &path,
+                current,
+                seq_max,
+                reason,
+                self.loaded,
+            )?),
             None if seq_max == self.applied_seq => None,
             None => {
                 let rows = read_log(&tx, &path, self.applied_seq)?;
@@ -248,6 +257,7 @@ impl Applier {
                         current,
                         seq_max,
                         ReloadReason::LogGap,
+                        true,
                     )?)
                 }
             }
@@ -262,6 +272,7 @@ impl Applier {
         if let Some(print) = applied_row {
             self.applied_seq = seq_max;
             self.applied_row = print;
+            self.loaded = true;
         }
         Ok(applied)
     }
@@ -293,7 +304,7 @@ pub(crate) fn apply_rows(
     local: Option<(i64, i64)>,
 ) -> Applied {
     let is_local = |seq: i64| local.is_some_and(|(first, last)| (first..=last).contains(&seq));
-    let mut entries = current.map().clone();
+    let mut next = current.clone();
     let mut events = Vec::new();
     let mut external_changes = 0;
     let mut rejected = 0;
@@ -331,15 +342,11 @@ pub(crate) fn apply_rows(
                     continue;
                 }
             };
-            let old = entries.get(row.key.as_str()).cloned();
+            let old = next.entry(&row.key).cloned();
             if old == new {
                 continue;
             }
-            let key: Arc<str> = Arc::from(row.key.as_str());
-            match &new {
-                Some(value) => entries.insert(key, Arc::clone(value)),
-                None => entries.remove(row.key.as_str()),
-            };
+            next.put(Arc::from(row.key.as_str()), new.clone());
             if !source_local {
                 external_changes += 1;
             }
@@ -355,7 +362,10 @@ pub(crate) fn apply_rows(
     }
     let seq = rows.last().map_or(current.seq(), |row| row.seq);
     Applied {
-        snapshot: Snapshot::new(seq, entries),
+        snapshot: {
+            next.set_seq(seq);
+            next
+        },
         events,
         reload: None,
         external_changes,
@@ -417,8 +427,11 @@ fn full_reload(
     current: &Snapshot,
     seq_max: i64,
     reason: ReloadReason,
+    emit: bool,
 ) -> Result<Applied> {
-    log::info!("{}: full reload ({reason})", path.display());
+    if emit {
+        log::info!("{}: full reload ({reason})", path.display());
+    }
     let mut statement = conn
         .prepare_cached("SELECT key, value FROM settings")
         .context(path, "cannot read the settings")?;
@@ -460,7 +473,11 @@ fn full_reload(
         }
     }
     let mut external_changes = 0;
-    for item in current.map().diff(&entries) {
+    if !emit {
+        // The initial load: nobody has seen anything yet, nothing to diff.
+        events.clear();
+    }
+    for item in current.map().diff(&entries).filter(|_| emit) {
         let (key, old, new) = match item {
             DiffItem::Add(key, new) => (key, None, Some(new)),
             DiffItem::Update {
@@ -475,7 +492,7 @@ fn full_reload(
         external_changes += 1;
         events.push(Event::Change(Change {
             seq: seq_max,
-            key: key.to_string(),
+            key: String::from(key.as_ref()),
             old: old.map(|value| value.as_ref().clone()),
             new: new.map(|value| value.as_ref().clone()),
             source: Source::External,
@@ -484,7 +501,7 @@ fn full_reload(
     Ok(Applied {
         snapshot: Snapshot::new(seq_max, entries),
         events,
-        reload: Some(reason),
+        reload: emit.then_some(reason),
         external_changes,
         rejected,
     })

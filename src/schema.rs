@@ -111,13 +111,15 @@ pub(crate) fn create_triggers(conn: &Connection, path: &Path) -> Result<()> {
 
 /// `PRAGMA schema_version`: bumped by any DDL, ours or another writer's.
 pub(crate) fn schema_cookie(conn: &Connection, path: &Path) -> Result<i64> {
-    conn.query_row("PRAGMA schema_version", [], |row| row.get(0))
+    conn.prepare_cached("PRAGMA schema_version")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
         .context(path, "cannot read the schema cookie")
 }
 
 /// `PRAGMA data_version`: changes when another connection committed.
 pub(crate) fn data_version(conn: &Connection, path: &Path) -> Result<i64> {
-    conn.query_row("PRAGMA data_version", [], |row| row.get(0))
+    conn.prepare_cached("PRAGMA data_version")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
         .context(path, "cannot read data_version")
 }
 

@@ -108,8 +108,10 @@ impl Writer {
                 );
                 schema::create_triggers(&tx, path)?;
                 reload = Some(ReloadReason::TriggersMissing);
+                self.schema_cookie = schema::schema_cookie(&tx, path)?;
+            } else {
+                self.schema_cookie = cookie;
             }
-            self.schema_cookie = schema::schema_cookie(&tx, path)?;
         }
         let value = op(&tx).map_err(|error| error.in_database(path))?;
         let inserted = take_record(&self.hook_record);
@@ -120,10 +122,8 @@ impl Writer {
             // first reported seq on is this transaction's, since it holds the
             // write lock.
             let stamped = tx
-                .execute(
-                    "UPDATE settings_log SET origin = ?1, session = ?2 WHERE seq >= ?3",
-                    (origin, session, first),
-                )
+                .prepare_cached("UPDATE settings_log SET origin = ?1, session = ?2 WHERE seq >= ?3")
+                .and_then(|mut statement| statement.execute((origin, session, first)))
                 .context(path, "cannot stamp the change log")?;
             if stamped > 0 {
                 let range = (first, first + stamped as i64 - 1);
