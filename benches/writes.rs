@@ -9,6 +9,8 @@
 //!   `apply_rows` does per changed key): clone the current
 //!   `imbl::OrdMap<Arc<str>, Arc<Value>>`, insert one key, make the result
 //!   current. Target: cost at 100 000 keys ≤ 1.5× the cost at 1 000.
+//!   `livesettings_snapshot` is the store's real step through
+//!   `Snapshot::with_change`: both of its maps (ordered + hash index).
 //!   Baseline (`snapshot_apply_std_hashmap`): a `std::collections::HashMap`
 //!   clone + insert, the copy-on-write a non-persistent snapshot needs.
 //! - `merge_json`: the whole VisionFlow fixture (435 leaves) merged into a
@@ -111,6 +113,28 @@ fn snapshot_apply(c: &mut Criterion) {
             });
         });
         black_box(&current);
+
+        // The store's own step: both maps of the snapshot (ordered map for
+        // prefix scans, hash index for point reads), via the public API.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("settings.db");
+        support::build_db(&path, &leaves);
+        let store = livesettings::Options::new()
+            .with_watch(livesettings::WatchMode::Off)
+            .open(&path)
+            .expect("open");
+        let mut snapshot = store.snapshot().as_ref().clone();
+        let keys_rotation = support::any_keys(&leaves, ROTATION);
+        let mut at = 0usize;
+        group.bench_function(BenchmarkId::new("livesettings_snapshot", keys), |b| {
+            b.iter(|| {
+                at = (at + 1) % ROTATION;
+                snapshot = snapshot
+                    .with_change(&keys_rotation[at], Some(Value::from(at as f64 + 0.5)))
+                    .expect("valid change");
+            });
+        });
+        black_box(&snapshot);
     }
     group.finish();
 

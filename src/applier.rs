@@ -103,7 +103,7 @@ impl Applier {
 
     /// Opens a new read connection (after a reopen of the database).
     pub(crate) fn attach(&mut self, busy_timeout: Duration, file: FileId) -> Result<()> {
-        let conn = schema::open_connection(&self.path, busy_timeout)?;
+        let conn = schema::open_connection(&self.path, busy_timeout, 256)?;
         let data_version = schema::data_version(&conn, &self.path)?;
         let schema_cookie = schema::schema_cookie(&conn, &self.path)?;
         self.link = Some(ReadLink {

@@ -20,7 +20,11 @@ const TRIGGER_NAMES: [&str; 3] = [
 
 /// Opens one connection in WAL mode with `synchronous=NORMAL` and the busy
 /// timeout. The file must exist (see [`crate::file_id::create_private`]).
-pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+pub(crate) fn open_connection(
+    path: &Path,
+    busy_timeout: Duration,
+    cache_kib: u32,
+) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn =
         Connection::open_with_flags(path, flags).context(path, "cannot open the database")?;
@@ -37,6 +41,10 @@ pub(crate) fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Con
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .context(path, "cannot set synchronous=NORMAL")?;
+    // Negative: a size in KiB. The snapshot is the cache that matters; the
+    // connections only need the pages of a write or a pass.
+    conn.pragma_update(None, "cache_size", -i64::from(cache_kib))
+        .context(path, "cannot set the page cache size")?;
     Ok(conn)
 }
 
@@ -132,7 +140,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         crate::file_id::create_private(&path, 0o600).unwrap();
-        let mut conn = open_connection(&path, Duration::from_secs(1)).unwrap();
+        let mut conn = open_connection(&path, Duration::from_secs(1), 512).unwrap();
         ensure_schema(&mut conn, &path).unwrap();
         let cookie = schema_cookie(&conn, &path).unwrap();
         ensure_schema(&mut conn, &path).unwrap();
@@ -154,7 +162,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         crate::file_id::create_private(&path, 0o600).unwrap();
-        let mut conn = open_connection(&path, Duration::from_secs(1)).unwrap();
+        let mut conn = open_connection(&path, Duration::from_secs(1), 512).unwrap();
         ensure_schema(&mut conn, &path).unwrap();
         conn.execute_batch(
             "UPDATE livesettings_meta SET value = '99' WHERE name = 'schema_version'",

@@ -44,7 +44,7 @@ impl Writer {
     /// Opens the writer connection on `path` (which must exist), applies the
     /// schema and registers the hooks.
     pub(crate) fn open(path: &Path, busy_timeout: Duration, file: FileId) -> Result<Writer> {
-        let mut conn = schema::open_connection(path, busy_timeout)?;
+        let mut conn = schema::open_connection(path, busy_timeout, 1024)?;
         schema::ensure_schema(&mut conn, path)?;
         let hook_record = HookRecord::default();
         let on_update = Arc::clone(&hook_record);
