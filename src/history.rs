@@ -1,14 +1,40 @@
 //! The change log as history: reading it, reverting to it, resuming a
-//! subscription from it, and pruning it.
+//! subscription from it, and pruning it: the SQL and the `Store` methods
+//! over it.
 
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
 use rusqlite::{Connection, Transaction};
 use serde_json::Value;
 
 use crate::error::{Error, Result, SqliteContext};
 use crate::events::{Change, Event, Source};
+use crate::key::{validate_key, validate_prefix};
+use crate::snapshot::Snapshot;
+use crate::store::{Commit, Store};
+use crate::writes;
+
+/// The outcome of [`Store::subscribe_from`].
+#[derive(Debug)]
+pub enum Resumed {
+    /// The logged changes after the requested seq are queued first, then
+    /// live events follow.
+    Replayed(Receiver<Event>),
+    /// The log was pruned past the requested seq: start from `snapshot`,
+    /// then read `events` (live changes after the snapshot).
+    Compacted {
+        /// The oldest seq the log still holds.
+        oldest: i64,
+        /// Every setting, as of the moment live events start.
+        snapshot: Arc<Snapshot>,
+        /// Live events after `snapshot`.
+        events: Receiver<Event>,
+    },
+}
 
 /// One row of the change log.
 #[derive(Clone, Debug, PartialEq)]
@@ -196,4 +222,143 @@ pub(crate) fn prune_batch(
     )
     .and_then(|mut statement| statement.execute((keep_last, max_age, PRUNE_BATCH)))
     .context(path, "cannot prune the change log")
+}
+
+impl Store {
+    /// Subscribes from a past position: first the logged changes after
+    /// `seq` under `prefix`, then live events, with no gap and no duplicate
+    /// at the seam. When the log no longer holds the rows after `seq`
+    /// (pruned), returns [`Resumed::Compacted`]: resynchronize from its
+    /// snapshot, then read its live events.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], or an error reading the log.
+    ///
+    /// ```
+    /// use livesettings::Resumed;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
+    /// let first = store.set("a.x", &1)?;
+    /// store.set("a.x", &2)?;
+    /// let Resumed::Replayed(events) = store.subscribe_from("a", first.seq)? else { panic!() };
+    /// assert_eq!(events.recv()?.seq(), first.seq + 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe_from(&self, prefix: &str, seq: i64) -> Result<Resumed> {
+        validate_prefix(prefix)?;
+        let shared = &self.shared;
+        // Under the applier lock no pass publishes, so the replay ends
+        // exactly where live events begin.
+        shared.with_applier_locked(|conn| {
+            let snapshot = shared.snapshot.load_full();
+            let upto = snapshot.seq();
+            let oldest = oldest_seq(conn, &shared.path)?;
+            let pruned = seq < upto && oldest.is_none_or(|oldest| seq + 1 < oldest);
+            if pruned {
+                return Ok(Resumed::Compacted {
+                    oldest: oldest.unwrap_or(upto + 1),
+                    snapshot,
+                    events: shared.subscribers.add(prefix),
+                });
+            }
+            let backlog = replay(conn, &shared.path, prefix, seq, upto, &shared.session)?;
+            Ok(Resumed::Replayed(
+                shared.subscribers.add_after(prefix, backlog),
+            ))
+        })
+    }
+
+    /// The change history of `key`: its newest `limit` log rows, oldest
+    /// first.
+    ///
+    /// # Errors
+    /// An error reading the log.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
+    /// store.set("a.x", &1)?;
+    /// store.set("a.x", &2)?;
+    /// let history = store.history("a.x", 10)?;
+    /// assert_eq!(history.len(), 2);
+    /// assert_eq!(history[1].old, Some(serde_json::json!(1)));
+    /// assert_eq!(history[1].origin, "livesettings");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn history(&self, key: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
+        validate_key(key)?;
+        self.shared
+            .read(|conn, path| read_history(conn, path, key, true, limit))
+    }
+
+    /// The newest `limit` log rows for keys at or below `prefix`, oldest
+    /// first.
+    ///
+    /// # Errors
+    /// As [`Store::history`].
+    pub fn history_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
+        validate_prefix(prefix)?;
+        self.shared
+            .read(|conn, path| read_history(conn, path, prefix, false, limit))
+    }
+
+    /// Undoes the change logged at `seq`: its key gets back the value it had
+    /// before, as a new forward change (history is never rewritten).
+    ///
+    /// # Errors
+    /// [`Error::UnknownSeq`] when `seq` is not in the log, plus the errors of
+    /// [`Store::set`].
+    pub fn revert(&self, seq: i64) -> Result<Commit> {
+        let entry = self.shared.read(|conn, path| read_entry(conn, path, seq))?;
+        let old = match &entry.old {
+            Some(value) => Some(crate::tree::to_stored_text(&entry.key, value)?),
+            None => None,
+        };
+        self.commit(|tx, snapshot| match &old {
+            Some(text) => {
+                writes::check_placement(snapshot, std::iter::once(entry.key.as_str()))?;
+                writes::upsert(tx, &entry.key, text)
+            }
+            None => writes::delete_key(tx, &entry.key),
+        })
+    }
+
+    /// Restores every key to its value as of `seq`, as new forward changes
+    /// in one transaction.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSeq`] when the log no longer reaches back to `seq`.
+    pub fn revert_to(&self, seq: i64) -> Result<Commit> {
+        let path = self.shared.path.clone();
+        self.commit(|tx, _| {
+            for (key, old) in values_as_of(tx, &path, seq)? {
+                match old {
+                    Some(text) => writes::upsert(tx, &key, &text)?,
+                    None => writes::delete_key(tx, &key)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes change-log rows outside `retention`, in batches of a few
+    /// hundred rows per transaction so writers are never blocked for long.
+    /// Other stores whose position is older than what remains take the
+    /// full-reload path and converge. Returns how many rows were deleted.
+    ///
+    /// # Errors
+    /// [`Error::Busy`], [`Error::DatabaseMissing`].
+    pub fn prune(&self, retention: Retention) -> Result<u64> {
+        let mut deleted = 0u64;
+        loop {
+            let path = self.shared.path.clone();
+            let (batch, _) = self
+                .shared
+                .write(|tx, _| prune_batch(tx, &path, retention))?;
+            deleted += batch as u64;
+            if batch < PRUNE_BATCH as usize {
+                return Ok(deleted);
+            }
+        }
+    }
 }

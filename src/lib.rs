@@ -60,7 +60,7 @@ mod writes;
 
 pub use crate::error::{Error, Result};
 pub use crate::events::{Change, Event, Rejection, ReloadReason, Source};
-pub use crate::history::{HistoryEntry, Retention};
+pub use crate::history::{HistoryEntry, Resumed, Retention};
 pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
 pub use crate::live::Live;
 pub use crate::options::{Options, WatchMode};
@@ -68,7 +68,7 @@ pub use crate::rules::{Rule, Rules, Violation};
 pub use crate::schema::SCHEMA_VERSION;
 pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
-pub use crate::store::{Commit, Resumed, Store};
+pub use crate::store::{Commit, Store};
 pub use crate::tree::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
 
 /// The README's examples, compiled and run as doctests.

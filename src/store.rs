@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use crate::error::{Error, Result, shorten};
 use crate::events::Event;
-use crate::history::{self, HistoryEntry, Retention};
 use crate::key::{validate_key, validate_prefix};
 use crate::live::Live;
 use crate::options::Options;
@@ -22,24 +21,6 @@ use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use crate::watcher::Watcher;
 use crate::writes;
-
-/// The outcome of [`Store::subscribe_from`].
-#[derive(Debug)]
-pub enum Resumed {
-    /// The logged changes after the requested seq are queued first, then
-    /// live events follow.
-    Replayed(Receiver<Event>),
-    /// The log was pruned past the requested seq: start from `snapshot`,
-    /// then read `events` (live changes after the snapshot).
-    Compacted {
-        /// The oldest seq the log still holds.
-        oldest: i64,
-        /// Every setting, as of the moment live events start.
-        snapshot: Arc<Snapshot>,
-        /// Live events after `snapshot`.
-        events: Receiver<Event>,
-    },
-}
 
 /// What a write committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +42,7 @@ pub struct Commit {
 ///
 /// Share a store between threads with `Arc<Store>`.
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     watcher: Option<Watcher>,
 }
 
@@ -303,238 +284,6 @@ impl Store {
         Ok(self.shared.subscribers.add(prefix))
     }
 
-    /// Subscribes from a past position: first the logged changes after
-    /// `seq` under `prefix`, then live events, with no gap and no duplicate
-    /// at the seam. When the log no longer holds the rows after `seq`
-    /// (pruned), returns [`Resumed::Compacted`]: resynchronize from its
-    /// snapshot, then read its live events.
-    ///
-    /// # Errors
-    /// [`Error::InvalidKey`], or an error reading the log.
-    ///
-    /// ```
-    /// use livesettings::Resumed;
-    /// # let dir = tempfile::tempdir()?;
-    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
-    /// let first = store.set("a.x", &1)?;
-    /// store.set("a.x", &2)?;
-    /// let Resumed::Replayed(events) = store.subscribe_from("a", first.seq)? else { panic!() };
-    /// assert_eq!(events.recv()?.seq(), first.seq + 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn subscribe_from(&self, prefix: &str, seq: i64) -> Result<Resumed> {
-        validate_prefix(prefix)?;
-        let shared = &self.shared;
-        // Under the applier lock no pass publishes, so the replay ends
-        // exactly where live events begin.
-        shared.with_applier_locked(|conn| {
-            let snapshot = shared.snapshot.load_full();
-            let upto = snapshot.seq();
-            let oldest = history::oldest_seq(conn, &shared.path)?;
-            let pruned = seq < upto && oldest.is_none_or(|oldest| seq + 1 < oldest);
-            if pruned {
-                return Ok(Resumed::Compacted {
-                    oldest: oldest.unwrap_or(upto + 1),
-                    snapshot,
-                    events: shared.subscribers.add(prefix),
-                });
-            }
-            let backlog = history::replay(conn, &shared.path, prefix, seq, upto, &shared.session)?;
-            Ok(Resumed::Replayed(
-                shared.subscribers.add_after(prefix, backlog),
-            ))
-        })
-    }
-
-    /// The change history of `key`: its newest `limit` log rows, oldest
-    /// first.
-    ///
-    /// # Errors
-    /// An error reading the log.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
-    /// store.set("a.x", &1)?;
-    /// store.set("a.x", &2)?;
-    /// let history = store.history("a.x", 10)?;
-    /// assert_eq!(history.len(), 2);
-    /// assert_eq!(history[1].old, Some(serde_json::json!(1)));
-    /// assert_eq!(history[1].origin, "livesettings");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn history(&self, key: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
-        validate_key(key)?;
-        self.shared
-            .read(|conn, path| history::read_history(conn, path, key, true, limit))
-    }
-
-    /// The newest `limit` log rows for keys at or below `prefix`, oldest
-    /// first.
-    ///
-    /// # Errors
-    /// As [`Store::history`].
-    pub fn history_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
-        validate_prefix(prefix)?;
-        self.shared
-            .read(|conn, path| history::read_history(conn, path, prefix, false, limit))
-    }
-
-    /// Undoes the change logged at `seq`: its key gets back the value it had
-    /// before, as a new forward change (history is never rewritten).
-    ///
-    /// # Errors
-    /// [`Error::UnknownSeq`] when `seq` is not in the log, plus the errors of
-    /// [`Store::set`].
-    pub fn revert(&self, seq: i64) -> Result<Commit> {
-        let entry = self
-            .shared
-            .read(|conn, path| history::read_entry(conn, path, seq))?;
-        let old = match &entry.old {
-            Some(value) => Some(crate::tree::to_stored_text(&entry.key, value)?),
-            None => None,
-        };
-        self.commit(|tx, snapshot| match &old {
-            Some(text) => {
-                writes::check_placement(snapshot, std::iter::once(entry.key.as_str()))?;
-                writes::upsert(tx, &entry.key, text)
-            }
-            None => writes::delete_key(tx, &entry.key),
-        })
-    }
-
-    /// Restores every key to its value as of `seq`, as new forward changes
-    /// in one transaction.
-    ///
-    /// # Errors
-    /// [`Error::UnknownSeq`] when the log no longer reaches back to `seq`.
-    pub fn revert_to(&self, seq: i64) -> Result<Commit> {
-        let path = self.shared.path.clone();
-        self.commit(|tx, _| {
-            for (key, old) in history::values_as_of(tx, &path, seq)? {
-                match old {
-                    Some(text) => writes::upsert(tx, &key, &text)?,
-                    None => writes::delete_key(tx, &key)?,
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Deletes change-log rows outside `retention`, in batches of a few
-    /// hundred rows per transaction so writers are never blocked for long.
-    /// Other stores whose position is older than what remains take the
-    /// full-reload path and converge. Returns how many rows were deleted.
-    ///
-    /// # Errors
-    /// [`Error::Busy`], [`Error::DatabaseMissing`].
-    pub fn prune(&self, retention: Retention) -> Result<u64> {
-        let mut deleted = 0u64;
-        loop {
-            let path = self.shared.path.clone();
-            let (batch, _) = self
-                .shared
-                .write(|tx, _| history::prune_batch(tx, &path, retention))?;
-            deleted += batch as u64;
-            if batch < history::PRUNE_BATCH as usize {
-                return Ok(deleted);
-            }
-        }
-    }
-
-    /// Registers a typed schema and a validator for the section under
-    /// `prefix`: from now on a write that leaves the section undecodable as
-    /// `T`, or that `validate` refuses, is not applied (see the README).
-    ///
-    /// # Errors
-    /// [`Error::Rejected`] when the section is invalid already (nothing is
-    /// registered then).
-    ///
-    /// ```
-    /// #[derive(serde::Deserialize)]
-    /// struct Range { min: f64, max: f64 }
-    /// # let dir = tempfile::tempdir()?;
-    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
-    /// store.merge_json(&serde_json::json!({"range": {"min": 0.0, "max": 1.0}}))?;
-    /// store.validate_section::<Range>("range", |range| {
-    ///     if range.min <= range.max { Ok(()) } else { Err("needs min <= max".into()) }
-    /// })?;
-    /// assert!(store.set("range.min", &5.0).is_err());
-    /// assert_eq!(store.get::<f64>("range.min")?, Some(0.0));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn validate_section<T: DeserializeOwned + 'static>(
-        &self,
-        prefix: &str,
-        validate: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Result<()> {
-        validate_prefix(prefix)?;
-        let owned = prefix.to_owned();
-        let check: crate::validation::Check = Box::new(move |snapshot: &Snapshot| {
-            let section = snapshot
-                .section::<T>(&owned)
-                .map_err(|error| format!("does not fit its schema: {error}"))?;
-            validate(&section).map_err(|reason| format!("is invalid: {reason}"))
-        });
-        if let Err(reason) = check(&self.shared.snapshot.load()) {
-            return Err(Error::Rejected {
-                key: prefix.to_owned(),
-                reason: format!("the stored section {reason}"),
-            });
-        }
-        self.shared.validators.add(prefix, check);
-        Ok(())
-    }
-
-    /// Registers a validator over the raw JSON of the section under
-    /// `prefix` (the nested object, or the value when `prefix` is a key).
-    ///
-    /// # Errors
-    /// As [`Store::validate_section`].
-    pub fn validate_json<F>(&self, prefix: &str, validate: F) -> Result<()>
-    where
-        F: Fn(&Value) -> Result<(), String> + Send + Sync + 'static,
-    {
-        self.validate_section::<Value>(prefix, validate)
-    }
-
-    /// Registers declarative [`Rules`](crate::Rules): each rule validates
-    /// the keys it matches, as [`Store::validate_section`] does for a section.
-    ///
-    /// # Errors
-    /// [`Error::Rejected`] naming the first violation when the stored
-    /// settings break a rule already (nothing is registered then).
-    pub fn validate_rules(&self, rules: &crate::Rules) -> Result<()> {
-        if let Some(violation) = rules.check(&self.shared.snapshot.load()).first() {
-            return Err(Error::Rejected {
-                key: violation.key.clone(),
-                reason: format!("stored value {} is {}", violation.value, violation.reason),
-            });
-        }
-        for rule in &rules.rules {
-            let rule = rule.clone();
-            let prefix = rule.fixed_prefix();
-            let check: crate::validation::Check =
-                Box::new(
-                    move |snapshot: &Snapshot| match rule.violations(snapshot).first() {
-                        None => Ok(()),
-                        Some(violation) => Err(format!(
-                            "has '{}' = {}: {}",
-                            violation.key, violation.value, violation.reason
-                        )),
-                    },
-                );
-            self.shared.validators.add(&prefix, check);
-        }
-        Ok(())
-    }
-
-    /// The foreign writes currently refused by a validator (each cleared
-    /// when a later write makes its section valid).
-    pub fn rejected(&self) -> Vec<crate::Rejection> {
-        self.shared.validators.pending()
-    }
-
     /// Blocks until the snapshot reflects at least `seq` (for instance a seq
     /// another process reported writing), or `timeout` passes.
     ///
@@ -564,7 +313,10 @@ impl Store {
         outcome
     }
 
-    fn commit(&self, op: impl FnOnce(&Transaction<'_>, &Snapshot) -> Result<()>) -> Result<Commit> {
+    pub(crate) fn commit(
+        &self,
+        op: impl FnOnce(&Transaction<'_>, &Snapshot) -> Result<()>,
+    ) -> Result<Commit> {
         let ((), local) = self.shared.write(op)?;
         Ok(match local {
             Some((first, last)) => Commit {

@@ -28,16 +28,18 @@ use crate::stats::Counters;
 /// Dense at first: a writer with `synchronous=FULL` raises its last file
 /// event when it writes the `-wal`, then fsyncs (2.5 ms median, 6.5 ms p90
 /// measured here) before the commit becomes visible, and a writer that keeps
-/// its connection open raises nothing after that. Checking every 0.5 ms and
-/// then every 1 ms through the usual fsync window keeps the delay from the
-/// commit to its event well under a millisecond; the sparse tail covers slow
-/// disks. Only hints start this schedule, so an idle store never runs it.
+/// its connection open raises nothing after that. Checking every 0.25 ms,
+/// then every 0.5 and 1 ms, through the usual fsync window keeps the delay
+/// from such a commit to its event near the base cost of a pass; the sparse
+/// tail covers slow disks. Only hints start this schedule (about 36 checks
+/// of a `stat` and a pragma each), so an idle store never runs it.
 fn backoff_delay(step: usize) -> Option<Duration> {
     match step {
-        0..8 => Some(Duration::from_micros(500)),
-        8..16 => Some(Duration::from_millis(1)),
-        16..23 => Some(Duration::from_millis(2 << (step - 16))),
-        23 => Some(Duration::from_millis(160)),
+        0..16 => Some(Duration::from_micros(250)),
+        16..24 => Some(Duration::from_micros(500)),
+        24..28 => Some(Duration::from_millis(1)),
+        28..35 => Some(Duration::from_millis(2 << (step - 28))),
+        35 => Some(Duration::from_millis(160)),
         _ => None,
     }
 }
