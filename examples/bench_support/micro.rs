@@ -250,6 +250,19 @@ fn ordmap_apply(cfg: &Config, golden: &Golden) -> Samples {
     })
 }
 
+/// The store's real step: `Snapshot::with_change`, both maps (ordered map
+/// and hash index).
+fn snapshot_apply(cfg: &Config, golden: &Golden) -> Samples {
+    let store = support::open_store(&golden.path);
+    let mut current = store.snapshot().as_ref().clone();
+    let targets = support::any_keys(&golden.leaves, ROTATION);
+    per_op(cfg.read_batches, 1_000, |at| {
+        current = current
+            .with_change(&targets[at % ROTATION], Some(Value::from(at as f64 + 0.5)))
+            .expect("valid change");
+    })
+}
+
 fn hashmap_apply(cfg: &Config, golden: &Golden) -> Samples {
     let mut current: HashMap<Arc<str>, Arc<Value>> = golden
         .leaves
@@ -268,19 +281,22 @@ fn hashmap_apply(cfg: &Config, golden: &Golden) -> Samples {
     })
 }
 
-/// The snapshot-apply step alone (an `imbl::OrdMap` clone + insert of one
-/// key, as `apply_rows` does), at both sizes.
+/// The snapshot-apply step alone (`Snapshot::with_change`, what the store
+/// runs per changed key), at both sizes; the bare `imbl::OrdMap` step and a
+/// `std::HashMap` copy for comparison.
 pub fn apply_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
     progress("snapshot apply step");
-    let small_cost = ordmap_apply(cfg, small);
-    let large_cost = ordmap_apply(cfg, large);
+    let small_cost = snapshot_apply(cfg, small);
+    let large_cost = snapshot_apply(cfg, large);
+    let small_ordmap = ordmap_apply(cfg, small);
+    let large_ordmap = ordmap_apply(cfg, large);
     let hashmap = hashmap_apply(cfg, large);
     let growth = large_cost.median() / small_cost.median();
     rows.push(
         Row::new(
             "writes",
             format!(
-                "snapshot apply step: `imbl::OrdMap` clone + insert 1 key, {} keys",
+                "snapshot apply step: `Snapshot::with_change` of 1 key (ordered map + hash index), {} keys",
                 large.keys
             ),
         )
@@ -295,11 +311,27 @@ pub fn apply_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<R
             growth <= 1.5,
         )),
     );
+    let ordmap_growth = large_ordmap.median() / small_ordmap.median();
     rows.push(
         Row::new(
             "writes",
             format!(
-                "snapshot apply step: `imbl::OrdMap` clone + insert 1 key, {} keys",
+                "bare `imbl::OrdMap<Arc<str>, Arc<Value>>` clone + insert 1 key, {} keys",
+                large.keys
+            ),
+        )
+        .timed(
+            &large_ordmap,
+            format!("the same at {} keys", small.keys),
+            &small_ordmap,
+        )
+        .ratio(format!("{ordmap_growth:.2}× the {}-key cost", small.keys)),
+    );
+    rows.push(
+        Row::new(
+            "writes",
+            format!(
+                "snapshot apply step: `Snapshot::with_change` of 1 key, {} keys",
                 large.keys
             ),
         )
