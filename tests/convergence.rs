@@ -190,6 +190,9 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             let new = db.sibling(&format!("new-{generation}.db"));
             build_database(&new, pairs);
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
+            // Vary how long the path stays empty (0, 10 or 20 ms), so some
+            // cases let the watcher see the file missing and some do not;
+            // this is part of the operation, not a wait for the store.
             std::thread::sleep(Duration::from_millis(u64::from(*generation % 3) * 10));
             let expected = try_db_contents(&new).map_err(|e| e.to_string())?;
             std::fs::rename(&new, path).map_err(|e| e.to_string())?;

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use livesettings::{Error, Options, Store, WatchMode};
 use serde_json::json;
-use support::{TIMEOUT, TempDb, db_contents, integrity, poll_until, store_map, wait_converged};
+use support::{
+    TIMEOUT, TempDb, db_contents, integrity, poll_until, store_map, wait_converged,
+    wait_for_watcher_checks,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_livesettings");
 
@@ -251,16 +254,15 @@ fn a_file_corrupted_while_open_keeps_the_last_good_snapshot() {
         *byte = (at * 7 + 13) as u8;
     }
     std::fs::write(&db.path, &bytes).unwrap();
-    // Make sure the watcher sees a change: a foreign connection may fail,
-    // that is fine.
-    std::thread::sleep(Duration::from_millis(200));
+    // Let the watcher look at the corrupt file a few times.
+    wait_for_watcher_checks(&store, 3);
     assert_eq!(store_map(&store), good, "garbage reached the snapshot");
     // The write fails (SQLite reads the corrupt pages); nothing may panic
     // and the snapshot keeps the last good values.
     let write = store.set("a.x", &2);
     eprintln!("write into the corrupt file: {write:?}");
     assert!(write.is_err(), "a write into a corrupt file succeeded");
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_watcher_checks(&store, 3);
     let snap = store_map(&store);
     for (key, value) in &snap {
         assert!(
@@ -404,7 +406,7 @@ fn the_folder_deleted_under_a_running_store() {
     let events = store.subscribe("").unwrap();
     store.merge_json(&json!({"a": {"x": 1, "y": 2}})).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for_watcher_checks(&store, 3);
 
     assert_eq!(store.get::<i64>("a.x").unwrap(), Some(1));
     assert_eq!(store.keys("a").len(), 2);

@@ -532,6 +532,17 @@ pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// Waits until the store's watcher has run `checks` more checks than now:
+/// the way to give it a chance to act before asserting that something did
+/// *not* happen (there is no event to wait for then).
+pub fn wait_for_watcher_checks(store: &livesettings::Store, checks: u64) {
+    let target = store.stats().watcher_checks + checks;
+    assert!(
+        poll_until(TIMEOUT, || store.stats().watcher_checks >= target),
+        "the watcher did not run {checks} checks"
+    );
+}
+
 /// Polls `condition` until it holds; panics naming `what` after
 /// [`TIMEOUT`].
 pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
