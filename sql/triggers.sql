@@ -3,9 +3,15 @@
 -- INSERT without a delete, so only AFTER triggers see what was stored.
 -- Recreated whenever a store finds one missing.
 
+-- `old` comes from the key's last log row: INSERT OR REPLACE deletes the
+-- previous row without firing the delete trigger, so this insert may be
+-- replacing a value (NULL when the key was absent or last deleted).
 CREATE TRIGGER IF NOT EXISTS settings_log_insert AFTER INSERT ON settings
 BEGIN
-    INSERT INTO settings_log (key, old, new) VALUES (NEW.key, NULL, NEW.value);
+    INSERT INTO settings_log (key, old, new) VALUES (
+        NEW.key,
+        (SELECT new FROM settings_log WHERE key = NEW.key ORDER BY seq DESC LIMIT 1),
+        NEW.value);
 END;
 
 -- An update that changes nothing logs nothing. An update of the key column

@@ -12,6 +12,7 @@ use std::time::Duration;
 use imbl::OrdMap;
 use imbl::ordmap::DiffItem;
 use rusqlite::Connection;
+use rusqlite::types::ValueRef;
 use serde_json::Value;
 
 use crate::error::{Result, SqliteContext};
@@ -50,6 +51,9 @@ pub(crate) enum Probe {
 pub(crate) struct Applied {
     pub(crate) snapshot: Snapshot,
     pub(crate) events: Vec<Event>,
+    /// The keys of every log row in a granular pass, changed or not
+    /// (empty for a reload, which touches everything).
+    pub(crate) touched: Vec<String>,
     pub(crate) reload: Option<ReloadReason>,
     pub(crate) external_changes: usize,
     pub(crate) rejected: usize,
@@ -60,6 +64,43 @@ pub(crate) struct LogRow {
     seq: i64,
     key: String,
     new: Option<String>,
+    /// Why a cell is unusable (not text), when someone bypassed the CHECK
+    /// constraints: the row is refused, never a reason to stop applying.
+    unreadable: Option<String>,
+}
+
+/// A cell as text: `Ok(None)` for NULL, `Err` describing anything else
+/// that is not UTF-8 text.
+fn text_cell(cell: ValueRef<'_>) -> Result<Option<String>, String> {
+    match cell {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(|text| Some(text.to_owned()))
+            .map_err(|_| "text that is not UTF-8".to_owned()),
+        ValueRef::Blob(bytes) => Err(format!("a BLOB of {} bytes, not JSON text", bytes.len())),
+        ValueRef::Integer(number) => Err(format!("the integer {number}, not JSON text")),
+        ValueRef::Real(number) => Err(format!("the real {number}, not JSON text")),
+    }
+}
+
+fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
+    let key = text_cell(row.get_ref(1)?);
+    let new = text_cell(row.get_ref(2)?);
+    let unreadable = match (&key, &new) {
+        (Err(reason), _) => Some(format!("the key is {reason}")),
+        (_, Err(reason)) => Some(format!("the value is {reason}")),
+        _ => None,
+    };
+    Ok(LogRow {
+        seq: row.get(0)?,
+        key: match key {
+            Ok(Some(key)) => key,
+            Ok(None) => String::new(),
+            Err(reason) => format!("<{reason}>"),
+        },
+        new: new.unwrap_or(None),
+        unreadable,
+    })
 }
 
 pub(crate) struct Applier {
@@ -71,6 +112,8 @@ pub(crate) struct Applier {
     applied_row: Option<RowPrint>,
     /// Whether the first (initial) load is done: it publishes no events.
     loaded: bool,
+    /// A full reload the next pass must run (an earlier pass failed).
+    force_next: Option<ReloadReason>,
 }
 
 /// What identifies one log row: key, new value and timestamp.
@@ -80,7 +123,16 @@ fn row_print(conn: &Connection, path: &Path, seq: i64) -> Result<Option<RowPrint
     conn.prepare_cached("SELECT key, new, at FROM settings_log WHERE seq = ?1")
         .and_then(|mut statement| {
             statement
-                .query_map([seq], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .query_map([seq], |row| {
+                    let cell = |at| -> rusqlite::Result<Option<String>> {
+                        Ok(text_cell(row.get_ref(at)?).unwrap_or_else(Some))
+                    };
+                    Ok((
+                        cell(0)?.unwrap_or_default(),
+                        cell(1)?,
+                        cell(2)?.unwrap_or_default(),
+                    ))
+                })?
                 .next()
                 .transpose()
         })
@@ -96,6 +148,7 @@ impl Applier {
             applied_seq: 0,
             applied_row: None,
             loaded: false,
+            force_next: None,
         };
         applier.attach(busy_timeout, file)?;
         Ok(applier)
@@ -123,6 +176,12 @@ impl Applier {
                 log::warn!("closing the read connection failed: {error}");
             }
         }
+    }
+
+    /// Makes the next pass a full reload: an earlier one failed after it
+    /// may have moved the applied position or the schema markers.
+    pub(crate) fn force_reload(&mut self, reason: ReloadReason) {
+        self.force_next.get_or_insert(reason);
     }
 
     /// The read connection, for queries that are not passes (history,
@@ -182,7 +241,7 @@ impl Applier {
             return Err(crate::Error::DatabaseMissing { path });
         };
         let data_version = schema::data_version(&link.conn, &path)?;
-        let mut reload = force;
+        let mut reload = force.or(self.force_next);
         let cookie = schema::schema_cookie(&link.conn, &path)?;
         if cookie != link.schema_cookie {
             if !schema::triggers_present(&link.conn, &path)? {
@@ -273,6 +332,7 @@ impl Applier {
             self.applied_seq = seq_max;
             self.applied_row = print;
             self.loaded = true;
+            self.force_next = None;
         }
         Ok(applied)
     }
@@ -283,13 +343,7 @@ pub(crate) fn read_log(conn: &Connection, path: &Path, after: i64) -> Result<Vec
         .prepare_cached("SELECT seq, key, new FROM settings_log WHERE seq > ?1 ORDER BY seq")
         .context(path, "cannot read the change log")?;
     let rows = statement
-        .query_map([after], |row| {
-            Ok(LogRow {
-                seq: row.get(0)?,
-                key: row.get(1)?,
-                new: row.get(2)?,
-            })
-        })
+        .query_map([after], log_row)
         .context(path, "cannot read the change log")?;
     rows.collect::<rusqlite::Result<_>>()
         .context(path, "cannot read the change log")
@@ -367,6 +421,7 @@ pub(crate) fn apply_rows(
             next
         },
         events,
+        touched: rows.iter().map(|row| row.key.clone()).collect(),
         reload: None,
         external_changes,
         rejected,
@@ -389,18 +444,22 @@ pub(crate) fn read_section(
     let rows = statement
         .query_map([prefix], |row| {
             Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, Option<String>>(1).ok().flatten(),
+                text_cell(row.get_ref(0)?).ok().flatten(),
+                text_cell(row.get_ref(1)?).ok().flatten(),
             ))
         })
         .context(path, "cannot read a section")?;
     let mut pairs = Vec::new();
     for row in rows {
         let (key, text) = row.context(path, "cannot read a section")?;
+        // Unreadable rows are skipped: the section is then checked without
+        // them, and a pass has already reported them.
+        let Some(key) = key else { continue };
         let row = LogRow {
             seq: 0,
             key,
             new: text,
+            unreadable: None,
         };
         if let Ok(Some(value)) = decode_row(&row) {
             pairs.push((Arc::from(row.key.as_str()), value));
@@ -410,6 +469,12 @@ pub(crate) fn read_section(
 }
 
 fn decode_row(row: &LogRow) -> Result<Option<Arc<Value>>, String> {
+    if let Some(reason) = &row.unreadable {
+        return Err(format!(
+            "unreadable change-log row for '{}': {reason}",
+            row.key
+        ));
+    }
     validate_key(&row.key).map_err(|error| error.to_string())?;
     match &row.new {
         None => Ok(None),
@@ -522,6 +587,7 @@ fn full_reload(
     Ok(Applied {
         snapshot,
         events,
+        touched: Vec::new(),
         reload: emit.then_some(reason),
         external_changes,
         rejected,

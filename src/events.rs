@@ -62,17 +62,21 @@ pub enum ReloadReason {
     SchemaVersionChanged,
     /// A different file is at the path (replaced by rename, or recreated).
     FileReplaced,
+    /// An earlier pass failed midway (an I/O error, a panicking callback);
+    /// everything is reloaded to be sure nothing was skipped.
+    Recovery,
 }
 
 impl ReloadReason {
     /// Every reason, in a stable order.
-    pub const ALL: [ReloadReason; 6] = [
+    pub const ALL: [ReloadReason; 7] = [
         ReloadReason::LogGap,
         ReloadReason::LogReset,
         ReloadReason::TriggersMissing,
         ReloadReason::SchemaChanged,
         ReloadReason::SchemaVersionChanged,
         ReloadReason::FileReplaced,
+        ReloadReason::Recovery,
     ];
 
     /// A stable snake_case name, as printed by `watch --json`.
@@ -84,6 +88,7 @@ impl ReloadReason {
             ReloadReason::SchemaChanged => "schema_changed",
             ReloadReason::SchemaVersionChanged => "schema_version_changed",
             ReloadReason::FileReplaced => "file_replaced",
+            ReloadReason::Recovery => "recovery",
         }
     }
 }

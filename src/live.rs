@@ -85,7 +85,16 @@ impl<T: DeserializeOwned + Send + Sync> Refresh for LiveSlot<T> {
     }
 
     fn refresh(&self, snapshot: &Snapshot) {
-        let outcome = snapshot.section::<T>(&self.prefix);
+        // A panicking `Deserialize` keeps the last good value, like an error.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            snapshot.section::<T>(&self.prefix)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Rejected {
+                key: self.prefix.clone(),
+                reason: "deserializing the section panicked".to_owned(),
+            })
+        });
         let mut error = self.error.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {
             Ok(value) => {

@@ -100,7 +100,8 @@ impl Shared {
         let snapshot = self.snapshot.load_full();
         let validators = &self.validators;
         // The commit is durable once `transact` returns; if applying it then
-        // fails, the error is returned and the watcher applies it later.
+        // fails, the error is returned and the next pass (the watcher's, or
+        // the next write's) reloads everything.
         let committed = connection.transact(
             &self.path,
             (self.options.origin(), &self.session),
@@ -109,7 +110,7 @@ impl Shared {
                 if !validators.is_empty() {
                     let rows = read_log(tx, &self.path, first - 1)?;
                     let changes = apply_rows(&snapshot, &rows, Some((first, last)));
-                    validators.check_local(&snapshot, &changes.events, |prefix| {
+                    validators.check_local(&snapshot, &changes, |prefix| {
                         read_section(tx, &self.path, prefix)
                     })?;
                 }
@@ -218,7 +219,10 @@ impl Shared {
             old.close();
         }
         applier.detach();
-        lock(&self.side_files).remove_stale();
+        // Taken, not just used: if the reopen below fails, a later attempt
+        // must not match these inode numbers again (the next database's
+        // `-wal` may reuse one).
+        std::mem::take(&mut *lock(&self.side_files)).remove_stale();
         let file = current_file(&self.path)?;
         **writer = Some(Writer::open(&self.path, self.options.busy_timeout(), file)?);
         applier.attach(self.options.busy_timeout(), file)?;
@@ -230,6 +234,19 @@ impl Shared {
     /// Catches the snapshot up and publishes the result; says whether
     /// anything was published.
     fn apply(
+        &self,
+        applier: &mut MutexGuard<'_, Applier>,
+        local: Option<(i64, i64)>,
+        force: Option<ReloadReason>,
+    ) -> Result<bool> {
+        let outcome = self.try_apply(applier, local, force);
+        if outcome.is_err() {
+            applier.force_reload(ReloadReason::Recovery);
+        }
+        outcome
+    }
+
+    fn try_apply(
         &self,
         applier: &mut MutexGuard<'_, Applier>,
         local: Option<(i64, i64)>,
@@ -252,6 +269,17 @@ impl Shared {
         Ok(false)
     }
 
+    /// After a panic during a check: the next pass reloads everything.
+    pub(crate) fn recover_after_panic(&self) {
+        lock(&self.applier).force_reload(ReloadReason::Recovery);
+    }
+
+    /// Runs `op` while no write can commit.
+    pub(crate) fn with_writes_held<R>(&self, op: impl FnOnce() -> R) -> R {
+        let _writer = lock(&self.writer);
+        op()
+    }
+
     fn publish(&self, applied: Applied, started: Instant) {
         let Applied {
             snapshot,
@@ -259,6 +287,7 @@ impl Shared {
             reload,
             external_changes,
             rejected,
+            ..
         } = applied;
         let seq = snapshot.seq();
         let snapshot = Arc::new(snapshot);

@@ -32,8 +32,9 @@ impl Subscriber {
         }
     }
 
-    /// Sends one event; returns false when the receiver is gone.
-    fn offer(&mut self, event: &Event) -> bool {
+    /// Sends one event. Returns `None` when the receiver is gone, else how
+    /// many events were dropped (0 or 1).
+    fn offer(&mut self, event: &Event) -> Option<u64> {
         if self.missed > 0 {
             let lagged = Event::Lagged {
                 missed: self.missed,
@@ -41,21 +42,21 @@ impl Subscriber {
             };
             match self.sender.try_send(lagged) {
                 Ok(()) => self.missed = 0,
-                Err(TrySendError::Full(_)) => return self.drop_event(event),
-                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(_)) => return Some(self.drop_event(event)),
+                Err(TrySendError::Disconnected(_)) => return None,
             }
         }
         match self.sender.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => self.drop_event(event),
-            Err(TrySendError::Disconnected(_)) => false,
+            Ok(()) => Some(0),
+            Err(TrySendError::Full(_)) => Some(self.drop_event(event)),
+            Err(TrySendError::Disconnected(_)) => None,
         }
     }
 
-    fn drop_event(&mut self, event: &Event) -> bool {
+    fn drop_event(&mut self, event: &Event) -> u64 {
         self.missed += 1;
         self.last_missed_seq = event.seq();
-        true
+        1
     }
 }
 
@@ -102,13 +103,14 @@ impl Subscribers {
         let mut list = self.lock();
         let mut dropped = 0;
         list.retain_mut(|subscriber| {
-            let before = subscriber.missed;
             for event in events {
-                if subscriber.wants(event) && !subscriber.offer(event) {
-                    return false;
+                if subscriber.wants(event) {
+                    match subscriber.offer(event) {
+                        Some(lost) => dropped += lost,
+                        None => return false,
+                    }
                 }
             }
-            dropped += subscriber.missed.saturating_sub(before);
             true
         });
         dropped

@@ -69,32 +69,31 @@ impl Validators {
     }
 
     /// Checks an in-process write before it commits. `before` is the
-    /// snapshot readers see, `events` the write's changes, and
+    /// snapshot readers see, `applied` the write's rows applied to it, and
     /// `read_section` reads a section inside the write's transaction, so
     /// the check sees exactly what would be committed (including foreign
     /// values a pending rejection keeps out of the snapshot).
     pub(crate) fn check_local(
         &self,
         before: &Snapshot,
-        events: &[Event],
+        applied: &Applied,
         mut read_section: impl FnMut(&str) -> Result<Vec<(Arc<str>, Arc<Value>)>>,
     ) -> Result<()> {
         for section in self.sections() {
-            let Some(change) = events
+            let Some(key) = applied
+                .touched
                 .iter()
-                .filter_map(Event::as_change)
-                .find(|change| is_under(&section.prefix, &change.key))
+                .find(|key| is_under(&section.prefix, key))
             else {
                 continue;
             };
             let candidate = before.with_section(&section.prefix, read_section(&section.prefix)?);
-            if let Err(reason) = (section.check)(&candidate) {
-                let value = change
-                    .new
-                    .as_ref()
+            if let Err(reason) = run_check(&section, &candidate) {
+                let value = candidate
+                    .get_json(key)
                     .map_or_else(|| "removed".to_owned(), |value| format!("value {value}"));
                 return Err(Error::Rejected {
-                    key: change.key.clone(),
+                    key: key.clone(),
                     reason: format!("{value}: section '{}' {reason}", section.prefix),
                 });
             }
@@ -119,20 +118,18 @@ impl Validators {
         let mut working = applied.snapshot.clone();
         for section in sections {
             let prefix = section.prefix.as_str();
-            let touched = everything
-                || applied
-                    .events
-                    .iter()
-                    .filter_map(Event::as_change)
-                    .any(|change| is_under(prefix, &change.key));
+            let was_pending = lock(&self.pending).contains_key(prefix);
+            // A pass touches a section when one of its log rows falls under
+            // it, even if the row changed nothing in the snapshot (restoring
+            // the last good value must clear a pending rejection).
+            let touched = everything || applied.touched.iter().any(|key| is_under(prefix, key));
             if !touched {
                 continue;
             }
-            let was_pending = lock(&self.pending).contains_key(prefix);
             if was_pending && !everything {
                 working = working.with_section(prefix, read_section(prefix)?);
             }
-            match (section.check)(&working) {
+            match run_check(&section, &working) {
                 Ok(()) => {
                     if lock(&self.pending).remove(prefix).is_some() {
                         log::info!("section '{prefix}' is valid again");
@@ -152,27 +149,50 @@ impl Validators {
                     applied.rejected += 1;
                 }
             }
-            // The section's events are now the difference between what
-            // readers saw and what they will see, each keeping its source.
-            let mut sources = HashMap::new();
+            // The section's events become the difference between what
+            // readers saw and what they will see. A key whose pass event
+            // still describes that difference keeps the event (its own seq
+            // and source); a key changed only by the re-read gets one at the
+            // pass's seq.
+            let mut originals: HashMap<String, Change> = HashMap::new();
             applied.events.retain(|event| match event {
                 Event::Change(change) if is_under(prefix, &change.key) => {
-                    sources.insert(change.key.clone(), change.source);
+                    originals.insert(change.key.clone(), change.clone());
                     false
                 }
                 _ => true,
             });
-            let diff = diff_section(current, &working, prefix, seq).map(|mut change| {
-                if let Some(source) = sources.get(&change.key) {
-                    change.source = *source;
+            let diff = diff_section(current, &working, prefix, seq).map(|change| {
+                match originals.remove(&change.key) {
+                    Some(original) if original.new == change.new => Event::Change(original),
+                    Some(original) => Event::Change(Change {
+                        source: original.source,
+                        ..change
+                    }),
+                    None => Event::Change(change),
                 }
-                Event::Change(change)
             });
             applied.events.extend(diff);
         }
+        // Keep publishing in seq order (stable: a reload's `Reloaded` event
+        // stays ahead of its changes, which share its seq).
+        applied.events.sort_by_key(Event::seq);
         applied.snapshot = working;
         Ok(())
     }
+}
+
+/// Runs a user's check; a panic is a refusal, not the end of the watcher.
+fn run_check(section: &Section, snapshot: &Snapshot) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (section.check)(snapshot)))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(format!("validator panicked: {message}"))
+        })
 }
 
 fn changed_keys(before: &Snapshot, after: &Snapshot, prefix: &str) -> Vec<String> {
@@ -241,14 +261,17 @@ impl Store {
                 .map_err(|error| format!("does not fit its schema: {error}"))?;
             validate(&section).map_err(|reason| format!("is invalid: {reason}"))
         });
-        if let Err(reason) = check(&self.shared.snapshot.load()) {
-            return Err(Error::Rejected {
-                key: prefix.to_owned(),
-                reason: format!("the stored section {reason}"),
-            });
-        }
-        self.shared.validators.add(prefix, check);
-        Ok(())
+        // Check and register with writes held, so none slips in between.
+        self.shared.with_writes_held(|| {
+            if let Err(reason) = check(&self.shared.snapshot.load()) {
+                return Err(Error::Rejected {
+                    key: prefix.to_owned(),
+                    reason: format!("the stored section {reason}"),
+                });
+            }
+            self.shared.validators.add(prefix, check);
+            Ok(())
+        })
     }
 
     /// Registers a validator over the raw JSON of the section under
@@ -270,28 +293,30 @@ impl Store {
     /// [`Error::Rejected`] naming the first violation when the stored
     /// settings break a rule already (nothing is registered then).
     pub fn validate_rules(&self, rules: &crate::Rules) -> Result<()> {
-        if let Some(violation) = rules.check(&self.shared.snapshot.load()).first() {
-            return Err(Error::Rejected {
-                key: violation.key.clone(),
-                reason: format!("stored value {} is {}", violation.value, violation.reason),
-            });
-        }
-        for rule in &rules.rules {
-            let rule = rule.clone();
-            let prefix = rule.fixed_prefix();
-            let check: Check =
-                Box::new(
-                    move |snapshot: &Snapshot| match rule.violations(snapshot).first() {
-                        None => Ok(()),
-                        Some(violation) => Err(format!(
-                            "has '{}' = {}: {}",
-                            violation.key, violation.value, violation.reason
-                        )),
-                    },
-                );
-            self.shared.validators.add(&prefix, check);
-        }
-        Ok(())
+        self.shared.with_writes_held(|| {
+            if let Some(violation) = rules.check(&self.shared.snapshot.load()).first() {
+                return Err(Error::Rejected {
+                    key: violation.key.clone(),
+                    reason: format!("stored value {} is {}", violation.value, violation.reason),
+                });
+            }
+            for rule in &rules.rules {
+                let rule = rule.clone();
+                let prefix = rule.fixed_prefix();
+                let check: Check =
+                    Box::new(
+                        move |snapshot: &Snapshot| match rule.violations(snapshot).first() {
+                            None => Ok(()),
+                            Some(violation) => Err(format!(
+                                "has '{}' = {}: {}",
+                                violation.key, violation.value, violation.reason
+                            )),
+                        },
+                    );
+                self.shared.validators.add(&prefix, check);
+            }
+            Ok(())
+        })
     }
 
     /// The foreign writes currently refused by a validator (each cleared

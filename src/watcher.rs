@@ -124,7 +124,17 @@ fn run(
         if hinted {
             backoff = Some(0);
         }
-        match shared.check() {
+        // A panic in a user callback (a validator, a `Live` type's
+        // `Deserialize`) must not end hot reloading.
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.check()))
+            .unwrap_or_else(|_| {
+                shared.recover_after_panic();
+                Err(Error::Io {
+                    context: "a watcher pass panicked; the next pass reloads everything".to_owned(),
+                    source: std::io::Error::other("panic in a callback"),
+                })
+            });
+        match checked {
             Ok(CheckOutcome::Applied) => backoff = Some(0),
             Ok(CheckOutcome::Unchanged) => {
                 backoff = backoff
