@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::key::{is_under, relative};
+use crate::key::relative;
 use crate::tree::unflatten;
 
 /// An immutable view of every setting at one point of the change log.
@@ -152,7 +152,10 @@ impl Snapshot {
 
     /// Every `(key, value)` at or below `prefix`, in key order. The empty
     /// prefix lists everything.
-    pub fn entries<'s>(&'s self, prefix: &'s str) -> impl Iterator<Item = (&'s str, &'s Value)> {
+    pub fn entries<'s>(
+        &'s self,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'s str, &'s Value)> + use<'s> {
         let exact = if prefix.is_empty() {
             None
         } else {
@@ -168,16 +171,17 @@ impl Snapshot {
         } else {
             Arc::from(format!("{prefix}."))
         };
+        let run = Arc::clone(&start);
         let below = self
             .entries
             .range(start..)
-            .take_while(move |(key, _)| is_under(prefix, key) && key.len() != prefix.len())
+            .take_while(move |(key, _)| key.starts_with(&*run))
             .map(|(key, value)| (key.as_ref(), value.as_ref()));
         exact.into_iter().chain(below)
     }
 
     /// The keys at or below `prefix`, in order.
-    pub fn keys<'s>(&'s self, prefix: &'s str) -> impl Iterator<Item = &'s str> {
+    pub fn keys<'s>(&'s self, prefix: &str) -> impl Iterator<Item = &'s str> + use<'s> {
         self.entries(prefix).map(|(key, _)| key)
     }
 
