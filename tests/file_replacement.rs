@@ -120,6 +120,17 @@ fn log_wiped_then_a_change_reloads() {
     assert_eq!(store.stats().full_reloads, reloads, "{:?}", store.stats());
 }
 
+/// Empties the log, restarts its sequence and makes five changes (seq 1..=5
+/// afterwards), to run inside one transaction.
+const WIPE_LOG_AND_MAKE_FIVE_CHANGES: &str = "
+    DELETE FROM settings_log;
+    DELETE FROM sqlite_sequence WHERE name = 'settings_log';
+    UPDATE settings SET value = '0.1' WHERE key = 'physics.damping';
+    UPDATE settings SET value = '1' WHERE key = 'physics.iterations';
+    UPDATE settings SET value = 'false' WHERE key = 'physics.enabled';
+    UPDATE settings SET value = '\"wiped\"' WHERE key = 'render.title';
+    DELETE FROM settings WHERE key = 'render.size';";
+
 /// The log wiped and refilled in one transaction with more rows than the
 /// store had applied: the position alone looks like progress, but the rows
 /// at or below it are not the ones the store applied.
@@ -132,17 +143,12 @@ fn log_wiped_and_refilled_past_the_applied_position_in_one_transaction() {
     // first five changes land at seqs the store believes it has applied.
     sqlite3(
         &db.path,
-        "BEGIN;
-         DELETE FROM settings_log;
-         DELETE FROM sqlite_sequence WHERE name = 'settings_log';
-         UPDATE settings SET value = '0.1' WHERE key = 'physics.damping';
-         UPDATE settings SET value = '1' WHERE key = 'physics.iterations';
-         UPDATE settings SET value = 'false' WHERE key = 'physics.enabled';
-         UPDATE settings SET value = '\"wiped\"' WHERE key = 'render.title';
-         DELETE FROM settings WHERE key = 'render.size';
-         INSERT INTO settings (key, value) VALUES ('extra.a', '1');
-         INSERT INTO settings (key, value) VALUES ('extra.b', '2');
-         COMMIT;",
+        &format!(
+            "BEGIN; {WIPE_LOG_AND_MAKE_FIVE_CHANGES}
+             INSERT INTO settings (key, value) VALUES ('extra.a', '1');
+             INSERT INTO settings (key, value) VALUES ('extra.b', '2');
+             COMMIT;"
+        ),
     );
     wait_until("the last two rows applied", || {
         store.get_json("extra.b") == Some(json!(2))
@@ -162,15 +168,7 @@ fn log_wiped_and_refilled_to_exactly_the_applied_position_in_one_transaction() {
     // Five new log rows (seq 1..=5) against an applied position of 5.
     sqlite3(
         &db.path,
-        "BEGIN;
-         DELETE FROM settings_log;
-         DELETE FROM sqlite_sequence WHERE name = 'settings_log';
-         UPDATE settings SET value = '0.1' WHERE key = 'physics.damping';
-         UPDATE settings SET value = '1' WHERE key = 'physics.iterations';
-         UPDATE settings SET value = 'false' WHERE key = 'physics.enabled';
-         UPDATE settings SET value = '\"wiped\"' WHERE key = 'render.title';
-         DELETE FROM settings WHERE key = 'render.size';
-         COMMIT;",
+        &format!("BEGIN; {WIPE_LOG_AND_MAKE_FIVE_CHANGES} COMMIT;"),
     );
     assert_eq!(
         db_scalar(&db.path, "SELECT max(seq) FROM settings_log").as_deref(),
