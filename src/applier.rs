@@ -62,7 +62,7 @@ pub(crate) struct Applied {
 /// One change-log row.
 pub(crate) struct LogRow {
     seq: i64,
-    key: String,
+    pub(crate) key: String,
     new: Option<String>,
     /// Why a cell is unusable (not text), when someone bypassed the CHECK
     /// constraints: the row is refused, never a reason to stop applying.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rusqlite::Transaction;
 
-use crate::applier::{Applied, Applier, Probe, apply_rows, read_log, read_section};
+use crate::applier::{Applied, Applier, Probe, read_log, read_section};
 use crate::error::{Error, Result};
 use crate::events::ReloadReason;
 use crate::file_id::{FileId, SideFiles};
@@ -109,8 +109,8 @@ impl Shared {
             |tx, (first, last)| {
                 if !validators.is_empty() {
                     let rows = read_log(tx, &self.path, first - 1)?;
-                    let changes = apply_rows(&snapshot, &rows, Some((first, last)));
-                    validators.check_local(&snapshot, &changes, |prefix| {
+                    let touched = rows.iter().map(|row| row.key.as_str());
+                    validators.check_local(&snapshot, touched, |prefix| {
                         read_section(tx, &self.path, prefix)
                     })?;
                 }

@@ -69,22 +69,19 @@ impl Validators {
     }
 
     /// Checks an in-process write before it commits. `before` is the
-    /// snapshot readers see, `applied` the write's rows applied to it, and
-    /// `read_section` reads a section inside the write's transaction, so
-    /// the check sees exactly what would be committed (including foreign
-    /// values a pending rejection keeps out of the snapshot).
-    pub(crate) fn check_local(
+    /// snapshot readers see, `touched` the keys of the log rows the write
+    /// made, and `read_section` reads a section inside the write's
+    /// transaction, so the check sees exactly what would be committed
+    /// (including foreign values a pending rejection keeps out of the
+    /// snapshot).
+    pub(crate) fn check_local<'k>(
         &self,
         before: &Snapshot,
-        applied: &Applied,
+        touched: impl Iterator<Item = &'k str> + Clone,
         mut read_section: impl FnMut(&str) -> Result<Vec<(Arc<str>, Arc<Value>)>>,
     ) -> Result<()> {
         for section in self.sections() {
-            let Some(key) = applied
-                .touched
-                .iter()
-                .find(|key| is_under(&section.prefix, key))
-            else {
+            let Some(key) = touched.clone().find(|key| is_under(&section.prefix, key)) else {
                 continue;
             };
             let candidate = before.with_section(&section.prefix, read_section(&section.prefix)?);
@@ -93,7 +90,7 @@ impl Validators {
                     .get_json(key)
                     .map_or_else(|| "removed".to_owned(), |value| format!("value {value}"));
                 return Err(Error::Rejected {
-                    key: key.clone(),
+                    key: key.to_owned(),
                     reason: format!("{value}: section '{}' {reason}", section.prefix),
                 });
             }
