@@ -386,3 +386,37 @@ fn import_of_invalid_utf8_or_invalid_json_fails_and_writes_nothing() {
     );
     assert_eq!(db_contents(&db.path), before);
 }
+
+/// A typo in `--db` must not leave an empty database behind: commands that
+/// only read refuse a missing file, and a write refused for its input
+/// creates nothing either.
+#[test]
+fn failed_or_read_only_commands_create_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("settings.db");
+    for args in [
+        &["get", "a"][..],
+        &["export"],
+        &["history", "a"],
+        &["stats"],
+        &["check"],
+        &["set", "a b", "1"],
+        &["set", "a", "not json"],
+        &["unset", "a..b"],
+    ] {
+        let out = cli(&path, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(
+            !dir.path().join("missing").exists(),
+            "{args:?} created {}",
+            path.display()
+        );
+    }
+    let out = cli(&path, &["get", "a"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("livesettings init"),
+        "the message says how to create one"
+    );
+}

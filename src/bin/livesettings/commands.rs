@@ -24,7 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Get { key } => {
             livesettings::validate_prefix(&key)?;
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_existing(&path)?;
             match store.subtree(&key)? {
                 Some(value) => println!("{}", pretty(&value)),
                 None => {
@@ -37,6 +37,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Set { key, value } => {
+            // Check everything before opening: a failed command must not even
+            // create the database file.
+            livesettings::validate_key(&key)?;
             let parsed: Value = serde_json::from_str(&value).map_err(|error| Error::InvalidValue {
                 key: key.clone(),
                 reason: format!(
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("{}", commit.seq);
         }
         Command::Unset { key, recursive } => {
+            livesettings::validate_prefix(&key)?;
             let store = open(&path, WatchMode::Off)?;
             let commit = if recursive {
                 store.unset_prefix(&key)?
@@ -83,7 +87,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Export { prefix } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_existing(&path)?;
             let tree = store
                 .subtree(&prefix)?
                 .unwrap_or_else(|| Value::Object(Default::default()));
@@ -116,7 +120,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             prefix,
             json,
         } => {
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_existing(&path)?;
             let entries = if prefix {
                 store.history_prefix(&key, limit)?
             } else {
@@ -150,7 +154,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("{deleted}");
         }
         Command::Check { schema } => {
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_existing(&path)?;
             let Some(rules) = load_rules(&path, &schema)? else {
                 println!(
                     "no schemas registered (give --schema FILE, set SETTINGS_SCHEMA_PATH, or put {} beside the database)",
@@ -179,11 +183,26 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             );
         }
         Command::Stats => {
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_existing(&path)?;
             println!("{}", pretty(&output::stats_json(&store.stats())));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens an existing database for a command that only reads: a typo in
+/// `--db` must not create an empty database.
+fn open_existing(path: &Path) -> Result<Store, Error> {
+    if !path.exists() {
+        return Err(Error::Io {
+            context: format!(
+                "no database at {} (create one with `livesettings init`, or pass --db)",
+                path.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    open(path, WatchMode::Off)
 }
 
 fn open(path: &Path, watch: WatchMode) -> Result<Store, Error> {

@@ -14,12 +14,8 @@ fn main() -> ExitCode {
     match commands::run(args) {
         Ok(code) => code,
         Err(error) => {
+            // One line: the library's messages already carry their cause.
             eprintln!("livesettings: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
             ExitCode::from(2)
         }
     }
