@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod applier;
+mod change_log;
 mod error;
 mod events;
 mod file_id;
@@ -45,6 +46,7 @@ mod history;
 mod key;
 mod live;
 mod options;
+mod reload;
 mod rules;
 mod schema;
 mod shared;

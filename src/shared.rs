@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rusqlite::Transaction;
 
-use crate::applier::{Applied, Applier, Probe, read_log, read_section};
+use crate::applier::{Applied, Applier, Probe};
+use crate::change_log::{read_log, read_section};
 use crate::error::{Error, Result};
 use crate::events::ReloadReason;
 use crate::file_id::{FileId, SideFiles};

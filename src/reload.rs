@@ -1,0 +1,127 @@
+//! The full reload: every row read again and diffed against the snapshot,
+//! for when the change log cannot be trusted.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use imbl::ordmap::DiffItem;
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::applier::Applied;
+use crate::error::{Result, SqliteContext};
+use crate::events::{Change, Event, Rejection, ReloadReason, Source};
+use crate::key::validate_key;
+use crate::snapshot::Snapshot;
+use crate::tree::parse_stored_text;
+
+/// Reads every row, keeps the last good value of undecodable ones, and diffs
+/// against `current` so subscribers still get per-key events.
+pub(crate) fn full_reload(
+    conn: &Connection,
+    path: &Path,
+    current: &Snapshot,
+    seq_max: i64,
+    reason: ReloadReason,
+    emit: bool,
+) -> Result<Applied> {
+    let started = std::time::Instant::now();
+    if emit {
+        log::info!("{}: full reload ({reason})", path.display());
+    }
+    let mut statement = conn
+        .prepare_cached("SELECT key, value FROM settings")
+        .context(path, "cannot read the settings")?;
+    let mut rows = statement
+        .query([])
+        .context(path, "cannot read the settings")?;
+    let mut events = vec![Event::Reloaded {
+        reason,
+        seq: seq_max,
+    }];
+    let mut rejected = 0;
+    let mut pairs: Vec<(Arc<str>, Arc<Value>)> = Vec::new();
+    while let Some(row) = rows.next().context(path, "cannot read the settings")? {
+        // Borrow the row's text instead of copying it into Strings: a full
+        // reload of 100 000 keys spends most of its time here.
+        let key = row.get_ref(0).context(path, "cannot read a settings key")?;
+        let key = match key.as_str() {
+            Ok(key) => key,
+            Err(_) => {
+                // Only possible if someone bypassed the CHECK constraint.
+                rejected += 1;
+                events.push(Event::Rejected(Rejection {
+                    seq: seq_max,
+                    keys: vec![format!("{key:?}")],
+                    reason: "a key that is not text".to_owned(),
+                }));
+                continue;
+            }
+        };
+        let text = row.get_ref(1).ok().and_then(|value| value.as_str().ok());
+        let decoded = validate_key(key).and_then(|()| match text {
+            Some(text) => parse_stored_text(key, text),
+            None => Err(crate::Error::InvalidValue {
+                key: key.to_owned(),
+                reason: "the stored value is not text".to_owned(),
+            }),
+        });
+        match decoded {
+            Ok(value) => pairs.push((Arc::from(key), Arc::new(value))),
+            Err(error) => {
+                rejected += 1;
+                if let Some(previous) = current.entry(key) {
+                    pairs.push((Arc::from(key), Arc::clone(previous)));
+                }
+                events.push(Event::Rejected(Rejection {
+                    seq: seq_max,
+                    keys: vec![key.to_owned()],
+                    reason: error.to_string(),
+                }));
+            }
+        }
+    }
+    let entries: OrdMap<Arc<str>, Arc<Value>> = pairs.into_iter().collect();
+    let mut external_changes = 0;
+    if !emit {
+        // The initial load: nobody has seen anything yet, nothing to diff.
+        events.clear();
+    }
+    for item in current.map().diff(&entries).filter(|_| emit) {
+        let (key, old, new) = match item {
+            DiffItem::Add(key, new) => (key, None, Some(new)),
+            DiffItem::Update {
+                old: (key, old),
+                new: (_, new),
+            } => (key, Some(old), Some(new)),
+            DiffItem::Remove(key, old) => (key, Some(old), None),
+        };
+        if old == new {
+            continue;
+        }
+        external_changes += 1;
+        events.push(Event::Change(Change {
+            seq: seq_max,
+            key: String::from(key.as_ref()),
+            old: old.map(|value| value.as_ref().clone()),
+            new: new.map(|value| value.as_ref().clone()),
+            source: Source::External,
+        }));
+    }
+    let snapshot = Snapshot::new(seq_max, entries);
+    log::debug!(
+        "{}: loaded {} keys in {:.1} ms",
+        path.display(),
+        snapshot.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(Applied {
+        snapshot,
+        events,
+        touched: Vec::new(),
+        reload: emit.then_some(reason),
+        external_changes,
+        rejected,
+    })
+}
