@@ -75,6 +75,29 @@ impl Workload {
 }
 
 /// Cycles through a slice, one step per call.
+/// The SQLite baseline: a prepared `SELECT value … WHERE key = ?` and a JSON
+/// parse per read, over `keys` in turn.
+fn sqlite_read<T: serde::de::DeserializeOwned>(
+    b: &mut criterion::Bencher<'_>,
+    w: &Workload,
+    keys: &[String],
+) {
+    let mut at = Rotor(0);
+    let mut statement = w
+        .sqlite
+        .prepare("SELECT value FROM settings WHERE key = ?1")
+        .unwrap();
+    b.iter(|| {
+        let key = at.next(keys);
+        statement
+            .query_row([key], |row| {
+                let text = row.get_ref(0)?.as_str()?;
+                Ok(serde_json::from_str::<T>(text).ok())
+            })
+            .unwrap()
+    });
+}
+
 struct Rotor(usize);
 
 impl Rotor {
@@ -139,20 +162,7 @@ fn reads(c: &mut Criterion) {
             },
         );
         group.bench_with_input(BenchmarkId::new("sqlite_prepared", w.keys), w, |b, w| {
-            let mut at = Rotor(0);
-            let mut statement = w
-                .sqlite
-                .prepare("SELECT value FROM settings WHERE key = ?1")
-                .unwrap();
-            b.iter(|| {
-                let key = at.next(&w.numeric);
-                statement
-                    .query_row([key], |row| {
-                        let text = row.get_ref(0)?.as_str()?;
-                        Ok(serde_json::from_str::<f64>(text).ok())
-                    })
-                    .unwrap()
-            });
+            sqlite_read::<f64>(b, w, &w.numeric)
         });
     }
     group.finish();
@@ -172,20 +182,7 @@ fn reads(c: &mut Criterion) {
             });
         });
         group.bench_with_input(BenchmarkId::new("sqlite_prepared", w.keys), w, |b, w| {
-            let mut at = Rotor(0);
-            let mut statement = w
-                .sqlite
-                .prepare("SELECT value FROM settings WHERE key = ?1")
-                .unwrap();
-            b.iter(|| {
-                let key = at.next(&w.any);
-                statement
-                    .query_row([key], |row| {
-                        let text = row.get_ref(0)?.as_str()?;
-                        Ok(serde_json::from_str::<Value>(text).ok())
-                    })
-                    .unwrap()
-            });
+            sqlite_read::<Value>(b, w, &w.any)
         });
     }
     group.finish();

@@ -67,11 +67,8 @@ fn set(c: &mut Criterion) {
         });
         store.close().expect("close");
 
-        let raw = rusqlite::Connection::open(&raw_path).expect("raw connection");
-        raw.pragma_update(None, "synchronous", "NORMAL").unwrap();
-        let mut update = raw
-            .prepare("UPDATE settings SET value = ?1 WHERE key = ?2")
-            .unwrap();
+        let raw = support::raw_update_baseline(&raw_path);
+        let mut update = raw.prepare(support::RAW_UPDATE).unwrap();
         let mut counter = 0u64;
         group.bench_function(BenchmarkId::new("sqlite_update_autocommit", keys), |b| {
             b.iter(|| {

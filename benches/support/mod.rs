@@ -205,3 +205,15 @@ pub struct Physics {
     pub iterations: u32,
     pub enabled: bool,
 }
+
+/// The baseline for `set`: a plain connection with the store's
+/// `synchronous=NORMAL`, no store open, and the UPDATE it runs per write.
+pub fn raw_update_baseline(path: &Path) -> rusqlite::Connection {
+    let raw = rusqlite::Connection::open(path).expect("raw connection");
+    raw.pragma_update(None, "synchronous", "NORMAL")
+        .expect("synchronous=NORMAL");
+    raw
+}
+
+/// The statement `raw_update_baseline` runs per write: value, then key.
+pub const RAW_UPDATE: &str = "UPDATE settings SET value = ?1 WHERE key = ?2";

@@ -351,11 +351,8 @@ fn set_cost(cfg: &Config, golden: &Golden) -> (Samples, Samples) {
             .unwrap();
     });
     store.close().expect("close");
-    let raw = rusqlite::Connection::open(&raw_path).expect("raw connection");
-    raw.pragma_update(None, "synchronous", "NORMAL").unwrap();
-    let mut update = raw
-        .prepare("UPDATE settings SET value = ?1 WHERE key = ?2")
-        .unwrap();
+    let raw = support::raw_update_baseline(&raw_path);
+    let mut update = raw.prepare(support::RAW_UPDATE).unwrap();
     let baseline = each(cfg.set_samples, 50, |at| {
         update
             .execute(((at as f64 + 0.5).to_string(), &targets[at % ROTATION]))
