@@ -279,6 +279,7 @@ fn check(ops: &[Op]) -> Result<(), String> {
                 "did not settle\n  db:       {db_now:?}\n  snapshot: {snap:?}\n  replay:   {replay:?}\n  events: {log:#?}"
             ));
         }
+        // Poll interval of this deadline-bounded settle loop.
         std::thread::sleep(Duration::from_millis(5));
     }
     // A local write still works afterwards and is seen by all three.

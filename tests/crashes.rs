@@ -89,6 +89,8 @@ fn a_writer_killed_at_random_points_loses_nothing_it_reported() {
             "ready",
             "run {run}"
         );
+        // The random kill point inside the write loop: this delay is the
+        // experiment itself, not a wait for something to happen.
         let delay = Duration::from_millis(5 + rng.next() % 46);
         std::thread::sleep(delay);
         child.kill().unwrap();
