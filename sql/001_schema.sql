@@ -1,4 +1,4 @@
--- livesettings schema, version 1.
+-- livesettings schema, version 1 (002_replaced_values.sql moves it to 2).
 --
 -- Applied idempotently every time a store opens a database. Written for the
 -- oldest `sqlite3` shell operators use (3.40): one-argument json_valid, no

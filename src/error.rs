@@ -81,8 +81,28 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
-    /// The store was closed.
-    Closed,
+    /// A store method that needs the store's engine was called from inside
+    /// the closure of [`Store::write`](crate::Store::write) on the same store
+    /// (it would wait for itself forever). Nothing was done.
+    Reentrant {
+        /// The method called.
+        operation: &'static str,
+    },
+    /// The database file at the path was replaced (renamed over, or deleted
+    /// and recreated) while a write was in progress, so it went to the old
+    /// file: it is not in the file at the path. The store now follows the
+    /// new file; retrying writes to it.
+    FileReplaced {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// SQL run inside [`Store::write`](crate::Store::write) tried something
+    /// the store refuses (ending the store's transaction). Nothing was
+    /// written.
+    InvalidSql {
+        /// What was refused.
+        reason: String,
+    },
     /// A timeout elapsed before the awaited state was reached.
     Timeout {
         /// What was awaited.
@@ -157,7 +177,18 @@ impl fmt::Display for Error {
             Error::InvalidOption { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")
             }
-            Error::Closed => write!(f, "the store is closed"),
+            Error::Reentrant { operation } => write!(
+                f,
+                "Store::{operation} was called from inside a Store::write closure on the same store \
+                 (it would wait for itself); call it after the closure returns"
+            ),
+            Error::FileReplaced { path } => write!(
+                f,
+                "database {} was replaced while the write was in progress; it was not written to the file \
+                 at the path (the store follows the new file now: retry)",
+                path.display()
+            ),
+            Error::InvalidSql { reason } => write!(f, "refused SQL: {reason}"),
             Error::Timeout { what } => write!(f, "timed out waiting for {what}"),
             Error::UnknownSeq { seq, oldest } => match oldest {
                 Some(oldest) => write!(

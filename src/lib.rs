@@ -37,41 +37,33 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod applier;
-mod change_log;
+mod db;
+mod engine;
 mod error;
 mod events;
-mod file_id;
-mod history;
 mod key;
 mod live;
 mod options;
-mod reload;
 mod rules;
-mod schema;
-mod shared;
 mod snapshot;
 mod stats;
 mod store;
-mod subscribers;
-mod tree;
-mod validation;
-mod watcher;
-mod writer;
-mod writes;
+mod value;
+mod watch;
 
 pub use crate::error::{Error, Result};
 pub use crate::events::{Change, Event, Rejection, ReloadReason, Source};
-pub use crate::history::{HistoryEntry, Resumed, Retention};
+pub use crate::db::history::{HistoryEntry, Retention};
+pub use crate::store::history::Resumed;
 pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
 pub use crate::live::Live;
 pub use crate::options::{Options, WatchMode};
 pub use crate::rules::{Rule, Rules, Violation};
-pub use crate::schema::SCHEMA_VERSION;
+pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
 pub use crate::store::{Commit, Store};
-pub use crate::tree::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
+pub use crate::value::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

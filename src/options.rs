@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::history::Retention;
+use crate::db::history::Retention;
 use crate::store::Store;
 
 /// How the store notices commits by other connections and processes.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::key::relative;
-use crate::tree::unflatten;
+use crate::value::unflatten;
 
 /// An immutable view of every setting at one point of the change log.
 ///
@@ -96,7 +96,7 @@ impl Snapshot {
     pub fn with_change(&self, key: &str, value: Option<Value>) -> Result<Snapshot> {
         crate::key::validate_key(key)?;
         if let Some(value) = &value {
-            crate::tree::check_value(key, value)?;
+            crate::value::check_value(key, value)?;
         }
         let mut next = self.clone();
         next.put(Arc::from(key), value.map(Arc::new));

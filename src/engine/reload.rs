@@ -9,12 +9,12 @@ use imbl::ordmap::DiffItem;
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::applier::Applied;
+use crate::engine::pass::{Pass, Position};
 use crate::error::{Result, SqliteContext};
 use crate::events::{Change, Event, Rejection, ReloadReason, Source};
 use crate::key::validate_key;
 use crate::snapshot::Snapshot;
-use crate::tree::parse_stored_text;
+use crate::value::parse_stored_text;
 
 /// Reads every row, keeps the last good value of undecodable ones, and diffs
 /// against `current` so subscribers still get per-key events.
@@ -25,7 +25,7 @@ pub(crate) fn full_reload(
     seq_max: i64,
     reason: ReloadReason,
     emit: bool,
-) -> Result<Applied> {
+) -> Result<Pass> {
     let started = std::time::Instant::now();
     if emit {
         log::info!("{}: full reload ({reason})", path.display());
@@ -83,7 +83,6 @@ pub(crate) fn full_reload(
         }
     }
     let entries: OrdMap<Arc<str>, Arc<Value>> = pairs.into_iter().collect();
-    let mut external_changes = 0;
     if !emit {
         // The initial load: nobody has seen anything yet, nothing to diff.
         events.clear();
@@ -100,7 +99,6 @@ pub(crate) fn full_reload(
         if old == new {
             continue;
         }
-        external_changes += 1;
         events.push(Event::Change(Change {
             seq: seq_max,
             key: String::from(key.as_ref()),
@@ -116,12 +114,12 @@ pub(crate) fn full_reload(
         snapshot.len(),
         started.elapsed().as_secs_f64() * 1e3
     );
-    Ok(Applied {
+    Ok(Pass {
         snapshot,
         events,
         touched: Vec::new(),
         reload: emit.then_some(reason),
-        external_changes,
         rejected,
+        position: Position::default(),
     })
 }

@@ -1,4 +1,6 @@
-//! What subscribers receive.
+//! What subscribers receive, and delivering it.
+
+pub(crate) mod subscribers;
 
 use std::fmt;
 
@@ -33,8 +35,10 @@ impl fmt::Display for Source {
 /// One key's change, applied to the snapshot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Change {
-    /// The change-log sequence number of the last write to this key in the
-    /// batch (for a full reload, the log position the reload reflects).
+    /// A change-log position at which the key held `new`: the seq of the
+    /// last write to this key in the commit (or batch of foreign commits);
+    /// for a full reload, or a section a validator accepted again after a
+    /// rejection, the position the pass reflects.
     pub seq: i64,
     /// The dotted key.
     pub key: String,
@@ -126,13 +130,17 @@ pub enum Event {
     },
     /// A foreign write was refused.
     Rejected(Rejection),
-    /// The subscriber fell behind and `missed` events were dropped; read
-    /// [`Store::snapshot`](crate::Store::snapshot) to resynchronize (it
-    /// reflects at least `seq`), then keep reading events.
+    /// The subscriber fell behind: its channel was full and events were
+    /// dropped. Sent at once, as the last item in the channel. Read
+    /// [`Store::snapshot`](crate::Store::snapshot) now to resynchronize (it
+    /// reflects at least `seq`, and every event dropped until this notice was
+    /// read), then keep reading: later events with a seq the snapshot
+    /// already reflects can be skipped.
     Lagged {
-        /// How many events were dropped.
+        /// How many events were dropped before the notice was sent (more may
+        /// have been dropped until it was read; the snapshot covers them).
         missed: u64,
-        /// The position of the last dropped event.
+        /// The position of the last event dropped before the notice.
         seq: i64,
     },
 }

@@ -1,52 +1,28 @@
-//! Opening connections and keeping the schema in `sql/` in place.
+//! Keeping the schema in `sql/` in place: numbered migrations, the
+//! change-log triggers, and the pragmas that say when it changed.
 
 use std::path::Path;
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, Result, SqliteContext};
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-const SCHEMA: &str = include_str!("../sql/001_schema.sql");
-const TRIGGERS: &str = include_str!("../sql/triggers.sql");
-const TRIGGER_NAMES: [&str; 3] = [
+/// The numbered migrations, in order: entry `n` moves a database to version
+/// `n + 1`.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../sql/001_schema.sql"),
+    include_str!("../../sql/002_replaced_values.sql"),
+];
+const TRIGGERS: &str = include_str!("../../sql/triggers.sql");
+const TRIGGER_NAMES: [&str; 4] = [
+    "settings_log_before_insert",
     "settings_log_insert",
     "settings_log_update",
     "settings_log_delete",
 ];
-
-/// Opens one connection in WAL mode with `synchronous=NORMAL` and the busy
-/// timeout. The file must exist (see [`crate::file_id::create_private`]).
-pub(crate) fn open_connection(
-    path: &Path,
-    busy_timeout: Duration,
-    cache_kib: u32,
-) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).context(path, "cannot open the database")?;
-    conn.busy_timeout(busy_timeout)
-        .context(path, "cannot set the busy timeout")?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .context(path, "cannot read the database (is it a SQLite file?)")?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        log::warn!(
-            "{}: journal mode is {mode}, not wal (read-only file or folder?)",
-            path.display()
-        );
-    }
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .context(path, "cannot set synchronous=NORMAL")?;
-    // Negative: a size in KiB. The snapshot is the cache that matters; the
-    // connections only need the pages of a write or a pass.
-    conn.pragma_update(None, "cache_size", -i64::from(cache_kib))
-        .context(path, "cannot set the page cache size")?;
-    Ok(conn)
-}
 
 /// Creates whatever part of the schema is missing. Cheap (read-only) when
 /// everything is in place, so it can run on every open.
@@ -67,8 +43,14 @@ pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context(path, "cannot begin the schema transaction")?;
-    tx.execute_batch(SCHEMA)
-        .context(path, "cannot create the livesettings schema")?;
+    // Read again under the write lock: another store may have migrated.
+    let from = stored_version(&tx, path)?.unwrap_or(0).min(SCHEMA_VERSION);
+    // Version 1's file is idempotent and also repairs a half-deleted schema.
+    let first = from.saturating_sub(1) as usize;
+    for migration in &MIGRATIONS[first..] {
+        tx.execute_batch(migration)
+            .context(path, "cannot create the livesettings schema")?;
+    }
     tx.execute_batch(TRIGGERS)
         .context(path, "cannot create the change-log triggers")?;
     tx.commit().context(path, "cannot commit the schema")?;
@@ -102,7 +84,7 @@ pub(crate) fn stored_version(conn: &Connection, path: &Path) -> Result<Option<u3
 pub(crate) fn triggers_present(conn: &Connection, path: &Path) -> Result<bool> {
     let count: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' AND name IN (?1, ?2, ?3)",
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' AND name IN (?1, ?2, ?3, ?4)",
             TRIGGER_NAMES,
             |row| row.get(0),
         )
@@ -110,8 +92,8 @@ pub(crate) fn triggers_present(conn: &Connection, path: &Path) -> Result<bool> {
     Ok(count == TRIGGER_NAMES.len() as i64)
 }
 
-/// Recreates missing triggers on a connection that may be inside a
-/// transaction.
+/// Recreates the change-log triggers (all of them, so a half-dropped set is
+/// consistent again) on a connection inside a write transaction.
 pub(crate) fn create_triggers(conn: &Connection, path: &Path) -> Result<()> {
     conn.execute_batch(TRIGGERS)
         .context(path, "cannot recreate the change-log triggers")
@@ -134,13 +116,14 @@ pub(crate) fn data_version(conn: &Connection, path: &Path) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn schema_applies_idempotently_and_detects_dropped_triggers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        crate::file_id::create_private(&path, 0o600).unwrap();
-        let mut conn = open_connection(&path, Duration::from_secs(1), 512).unwrap();
+        crate::db::file_id::create_private(&path, 0o600).unwrap();
+        let mut conn = crate::db::open_connection(&path, Duration::from_secs(1), 512).unwrap();
         ensure_schema(&mut conn, &path).unwrap();
         let cookie = schema_cookie(&conn, &path).unwrap();
         ensure_schema(&mut conn, &path).unwrap();
@@ -161,8 +144,8 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        crate::file_id::create_private(&path, 0o600).unwrap();
-        let mut conn = open_connection(&path, Duration::from_secs(1), 512).unwrap();
+        crate::db::file_id::create_private(&path, 0o600).unwrap();
+        let mut conn = crate::db::open_connection(&path, Duration::from_secs(1), 512).unwrap();
         ensure_schema(&mut conn, &path).unwrap();
         conn.execute_batch(
             "UPDATE livesettings_meta SET value = '99' WHERE name = 'schema_version'",

@@ -1,4 +1,8 @@
-//! The store: the public handle applications hold.
+//! The store: the public handle applications hold (reads, writes,
+//! subscriptions); history and validation registration are beside it.
+
+pub(crate) mod history;
+mod validation;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +20,11 @@ use crate::events::Event;
 use crate::key::{validate_key, validate_prefix};
 use crate::live::Live;
 use crate::options::Options;
-use crate::shared::Shared;
+use crate::engine::Core;
 use crate::snapshot::Snapshot;
 use crate::stats::Stats;
-use crate::watcher::Watcher;
-use crate::writes;
+use crate::watch::Watcher;
+use crate::db::writes;
 
 /// What a write committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +46,7 @@ pub struct Commit {
 ///
 /// Share a store between threads with `Arc<Store>`.
 pub struct Store {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) core: Arc<Core>,
     watcher: Option<Watcher>,
 }
 
@@ -70,34 +74,34 @@ impl Store {
     pub(crate) fn open_with(path: &Path, options: Options) -> Result<Store> {
         let defaults = options.defaults().cloned();
         let watch = options.watch();
-        let shared = Arc::new(Shared::open(path, options)?);
+        let core = Arc::new(Core::open(path, options)?);
         let mut store = Store {
-            shared,
+            core,
             watcher: None,
         };
         if let Some(defaults) = defaults {
             store.set_defaults(&defaults)?;
         }
-        if let Some(retention) = store.shared.options.retention() {
+        if let Some(retention) = store.core.options.retention() {
             store.prune(retention)?;
         }
-        store.watcher = Watcher::start(Arc::clone(&store.shared), watch)?;
+        store.watcher = Watcher::start(Arc::clone(&store.core), watch)?;
         Ok(store)
     }
 
     /// The database path.
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        &self.core.path
     }
 
     /// The current snapshot, as an owned `Arc`.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.shared.snapshot.load_full()
+        self.core.snapshot.load_full()
     }
 
     /// The current snapshot, as a cheap guard for a short unit of work.
     pub fn load(&self) -> Guard<Arc<Snapshot>> {
-        self.shared.snapshot.load()
+        self.core.snapshot.load()
     }
 
     /// The value at `key`, deserialized; `Ok(None)` when absent.
@@ -105,22 +109,22 @@ impl Store {
     /// # Errors
     /// [`Error::Decode`] when the value does not fit `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.shared.snapshot.load().get(key)
+        self.core.snapshot.load().get(key)
     }
 
     /// The JSON value at `key`.
     pub fn get_json(&self, key: &str) -> Option<Value> {
-        self.shared.snapshot.load().get_json(key).cloned()
+        self.core.snapshot.load().get_json(key).cloned()
     }
 
     /// Whether `key` holds a value.
     pub fn contains(&self, key: &str) -> bool {
-        self.shared.snapshot.load().contains(key)
+        self.core.snapshot.load().contains(key)
     }
 
     /// The keys at or below `prefix` (all keys for `""`), in order.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
-        self.shared
+        self.core
             .snapshot
             .load()
             .keys(prefix)
@@ -134,7 +138,7 @@ impl Store {
     /// # Errors
     /// [`Error::Conflict`] when a key is both a value and a section.
     pub fn subtree(&self, prefix: &str) -> Result<Option<Value>> {
-        self.shared.snapshot.load().subtree(prefix)
+        self.core.snapshot.load().subtree(prefix)
     }
 
     /// Deserializes the section under `prefix` into `T`. For a section read
@@ -143,7 +147,7 @@ impl Store {
     /// # Errors
     /// [`Error::Decode`] when the section does not fit `T`.
     pub fn section<T: DeserializeOwned>(&self, prefix: &str) -> Result<T> {
-        self.shared.snapshot.load().section(prefix)
+        self.core.snapshot.load().section(prefix)
     }
 
     /// A typed handle on the section under `prefix`, rebuilt only when a key
@@ -158,8 +162,8 @@ impl Store {
         validate_prefix(prefix)?;
         // Under the applier lock no pass can swap the snapshot between the
         // first build and the registration (and so be missed by the handle).
-        let shared = &self.shared;
-        shared.exclusive(|| shared.lives.register::<T>(prefix, &shared.snapshot.load()))
+        let core = &self.core;
+        core.exclusive("live", || core.lives.register::<T>(prefix, &core.snapshot.load()))
     }
 
     /// Sets `key` to `value` (any `Serialize`; objects are sections, so use
@@ -183,8 +187,8 @@ impl Store {
                     .to_owned(),
             });
         }
-        let text = crate::tree::to_stored_text(key, &value)?;
-        self.commit(|tx, snapshot| {
+        let text = crate::value::to_stored_text(key, &value)?;
+        self.commit("set", |tx, snapshot| {
             writes::check_placement(snapshot, std::iter::once(key))?;
             writes::upsert(tx, key, &text)
         })
@@ -196,7 +200,7 @@ impl Store {
     /// [`Error::InvalidKey`], [`Error::Busy`], [`Error::DatabaseMissing`].
     pub fn unset(&self, key: &str) -> Result<Commit> {
         validate_key(key)?;
-        self.commit(|tx, _| writes::delete_key(tx, key))
+        self.commit("unset", |tx, _| writes::delete_key(tx, key))
     }
 
     /// Removes `prefix` and every key below it (everything for `""`).
@@ -205,7 +209,7 @@ impl Store {
     /// As [`Store::unset`].
     pub fn unset_prefix(&self, prefix: &str) -> Result<Commit> {
         validate_prefix(prefix)?;
-        self.commit(|tx, _| writes::delete_prefix(tx, prefix))
+        self.commit("unset_prefix", |tx, _| writes::delete_prefix(tx, prefix))
     }
 
     /// Writes every leaf of a nested JSON object in one transaction (the
@@ -225,7 +229,7 @@ impl Store {
     /// ```
     pub fn merge_json(&self, tree: &Value) -> Result<Commit> {
         let leaves = writes::stored_leaves(tree)?;
-        self.commit(|tx, snapshot| {
+        self.commit("merge_json", |tx, snapshot| {
             writes::check_placement(snapshot, leaves.iter().map(|(key, _)| key.as_str()))?;
             for (key, text) in &leaves {
                 writes::upsert(tx, key, text)?;
@@ -241,7 +245,7 @@ impl Store {
     /// As [`Store::merge_json`].
     pub fn set_defaults(&self, tree: &Value) -> Result<Commit> {
         let leaves = writes::stored_leaves(tree)?;
-        self.commit(|tx, snapshot| {
+        self.commit("set_defaults", |tx, snapshot| {
             let missing = leaves.iter().filter(|(key, _)| !snapshot.contains(key));
             writes::check_placement(snapshot, missing.clone().map(|(key, _)| key.as_str()))?;
             for (key, text) in missing {
@@ -269,8 +273,24 @@ impl Store {
     /// assert_eq!(store.get::<i64>("a.c")?, Some(2));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// The closure runs inside the store's transaction: it must not run
+    /// `BEGIN`, `COMMIT` or `ROLLBACK` (refused with [`Error::InvalidSql`];
+    /// savepoints are fine), and must not call methods of the same store
+    /// that write or read the log ([`Error::Reentrant`]); reads from the
+    /// snapshot (`get`, `snapshot`, ...) are fine. When the database file is
+    /// replaced while the closure runs, nothing is committed to the file at
+    /// the path and the call returns [`Error::FileReplaced`]: run it again.
     pub fn write<R>(&self, op: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
-        self.shared.write(|tx, _| op(tx)).map(|(value, _)| value)
+        let mut op = Some(op);
+        self.core
+            .write("write", false, |tx, _| match op.take() {
+                Some(op) => op(tx),
+                None => Err(Error::FileReplaced {
+                    path: self.core.path.clone(),
+                }),
+            })
+            .map(|(value, _)| value)
     }
 
     /// Subscribes to changes at or below `prefix` (`""` for all). Events come
@@ -281,7 +301,34 @@ impl Store {
     /// [`Error::InvalidKey`] for a malformed prefix.
     pub fn subscribe(&self, prefix: &str) -> Result<Receiver<Event>> {
         validate_prefix(prefix)?;
-        Ok(self.shared.subscribers.add(prefix))
+        Ok(self.core.subscribers.add(prefix))
+    }
+
+    /// Subscribes to `prefix` and returns the snapshot the subscription
+    /// starts from, atomically: the events that follow are exactly the
+    /// changes after `snapshot.seq()`, none missed and none already in it.
+    /// ("Read the snapshot, then subscribe" can lose the changes between.)
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a malformed prefix, [`Error::Reentrant`]
+    /// inside a `write` closure.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
+    /// store.set("a.x", &1)?;
+    /// let (snapshot, events) = store.subscribe_with_snapshot("a")?;
+    /// assert_eq!(snapshot.get::<i64>("a.x")?, Some(1));
+    /// let commit = store.set("a.x", &2)?;
+    /// assert_eq!(events.recv()?.seq(), commit.seq);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe_with_snapshot(&self, prefix: &str) -> Result<(Arc<Snapshot>, Receiver<Event>)> {
+        validate_prefix(prefix)?;
+        let core = &self.core;
+        core.exclusive("subscribe_with_snapshot", || {
+            Ok((core.snapshot.load_full(), core.subscribers.add(prefix)))
+        })
     }
 
     /// Blocks until the snapshot reflects at least `seq` (for instance a seq
@@ -290,14 +337,14 @@ impl Store {
     /// # Errors
     /// [`Error::Timeout`].
     pub fn wait_for_seq(&self, seq: i64, timeout: Duration) -> Result<()> {
-        self.shared.wait_for_seq(seq, timeout)
+        self.core.wait_for_seq(seq, timeout)
     }
 
     /// The store's counters.
     pub fn stats(&self) -> Stats {
-        self.shared
+        self.core
             .counters
-            .snapshot(self.shared.snapshot.load().len())
+            .snapshot(self.core.snapshot.load().len())
     }
 
     /// Stops the watcher, joins its thread and closes the connections.
@@ -309,22 +356,25 @@ impl Store {
             Some(watcher) => watcher.stop(),
             None => Ok(()),
         };
-        self.shared.close_connections();
+        self.core.close_connections();
         outcome
     }
 
+    /// Runs one of the store's own writes (idempotent, so it is run again
+    /// on the new file when the file is replaced midway).
     pub(crate) fn commit(
         &self,
-        op: impl FnOnce(&Transaction<'_>, &Snapshot) -> Result<()>,
+        operation: &'static str,
+        op: impl FnMut(&Transaction<'_>, &Snapshot) -> Result<()>,
     ) -> Result<Commit> {
-        let ((), local) = self.shared.write(op)?;
+        let ((), local) = self.core.write(operation, true, op)?;
         Ok(match local {
             Some((first, last)) => Commit {
                 seq: last,
                 changes: (last - first + 1) as usize,
             },
             None => Commit {
-                seq: self.shared.snapshot.load().seq(),
+                seq: self.core.snapshot.load().seq(),
                 changes: 0,
             },
         })
@@ -344,8 +394,8 @@ impl Drop for Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.shared.path)
-            .field("seq", &self.shared.snapshot.load().seq())
+            .field("path", &self.core.path)
+            .field("seq", &self.core.snapshot.load().seq())
             .finish_non_exhaustive()
     }
 }

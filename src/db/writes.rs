@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::key::ancestors;
 use crate::snapshot::Snapshot;
-use crate::tree::{flatten, to_stored_text};
+use crate::value::{flatten, to_stored_text};
 
 /// Flattens a tree and serializes each leaf, checking every key and value.
 pub(crate) fn stored_leaves(tree: &Value) -> Result<Vec<(String, String)>> {

@@ -1,0 +1,82 @@
+//! The pair of connections on the file at the path, opened together and
+//! closed together, and how they leave a file that was replaced.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::db::file_id::{FileId, file_at};
+use crate::db::side_files::{OrphanPin, SideFiles};
+use crate::engine::reader::Reader;
+use crate::engine::writer::Writer;
+use crate::error::{Error, Result};
+
+pub(crate) struct Connections {
+    pub(crate) writer: Writer,
+    pub(crate) reader: Reader,
+    /// The file both connections have open.
+    pub(crate) file: FileId,
+    side_files: SideFiles,
+}
+
+impl Connections {
+    /// Opens both connections on the file at `path` (applying the schema).
+    /// `resolved` is the path with symlinks resolved, where SQLite keeps the
+    /// side files.
+    pub(crate) fn open(path: &Path, resolved: &Path, busy_timeout: Duration) -> Result<Connections> {
+        let missing = || Error::DatabaseMissing {
+            path: path.to_owned(),
+        };
+        let file = file_at(path)?.ok_or_else(missing)?;
+        let writer = Writer::open(path, busy_timeout)?;
+        let reader = match Reader::open(path, busy_timeout) {
+            Ok(reader) => reader,
+            Err(error) => {
+                writer.close();
+                return Err(error);
+            }
+        };
+        let connections = Connections {
+            writer,
+            reader,
+            file,
+            side_files: SideFiles::record(resolved),
+        };
+        if file_at(path)? != Some(file) {
+            // Replaced while opening: which file each connection got is
+            // unknown. Leave without touching side files; the caller retries.
+            connections.close_orphaned(false);
+            return Err(Error::FileReplaced {
+                path: path.to_owned(),
+            });
+        }
+        Ok(connections)
+    }
+
+    /// Whether the file at `path` is the one the connections have open.
+    pub(crate) fn is_current(&self, path: &Path) -> Result<bool> {
+        Ok(file_at(path)? == Some(self.file))
+    }
+
+    /// Closes both connections normally (the file is still at the path).
+    pub(crate) fn close(self) {
+        self.writer.close();
+        self.reader.close();
+    }
+
+    /// Closes both connections on a file that is no longer at the path
+    /// (replaced or deleted), without letting SQLite checkpoint into it or
+    /// delete side files by name, then removes the side files that are
+    /// provably its own when `remove_side_files`.
+    pub(crate) fn close_orphaned(self, remove_side_files: bool) {
+        let pin = OrphanPin::new(self.file);
+        if pin.is_none() {
+            log::warn!("closing a replaced database unpinned: SQLite may delete side files by name");
+        }
+        self.writer.close();
+        self.reader.close();
+        if remove_side_files {
+            self.side_files.remove_stale();
+        }
+        drop(pin);
+    }
+}

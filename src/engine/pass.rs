@@ -1,0 +1,218 @@
+//! One pass: bringing a snapshot up to the database as one transaction sees
+//! it, granularly from the change log or by a full reload and diff when the
+//! log cannot be trusted. A pass computes everything on the side; nothing is
+//! visible until the engine publishes it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use crate::db::change_log::{self, LogRow, RowPrint, decode_row, read_log, row_print};
+use crate::engine::reload::full_reload;
+use crate::error::Result;
+use crate::events::{Change, Event, Rejection, ReloadReason, Source};
+use crate::snapshot::Snapshot;
+
+/// Where the snapshot stands in the change log: the one applied position.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Position {
+    /// The last seq applied.
+    pub(crate) seq: i64,
+    /// The row at `seq` as it was applied, to recognise a log that was
+    /// rewritten underneath (`None` when that row is gone or never existed).
+    pub(crate) print: Option<RowPrint>,
+    /// The schema version seen by the last pass.
+    pub(crate) schema_version: Option<String>,
+    /// Whether the initial load is done (it publishes no events).
+    pub(crate) loaded: bool,
+}
+
+/// The result of a pass, to publish.
+pub(crate) struct Pass {
+    /// The candidate snapshot, at `position.seq`.
+    pub(crate) snapshot: Snapshot,
+    pub(crate) events: Vec<Event>,
+    /// The keys of every log row the pass read, changed or not (empty for a
+    /// reload, which touches everything).
+    pub(crate) touched: Vec<(i64, Arc<str>)>,
+    pub(crate) reload: Option<ReloadReason>,
+    pub(crate) rejected: usize,
+    /// The position after the pass.
+    pub(crate) position: Position,
+}
+
+impl Pass {
+    /// Whether the pass changed anything worth publishing.
+    pub(crate) fn is_empty(&self, before: &Position) -> bool {
+        self.events.is_empty() && self.position.seq == before.seq && self.reload.is_none()
+    }
+
+    /// How many keys foreign writers changed.
+    pub(crate) fn external_changes(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|event| matches!(event, Event::Change(change) if change.source == Source::External))
+            .count()
+    }
+}
+
+/// Reads what changed after `position` as `conn` (inside a transaction)
+/// sees it and applies it to `current`. `force` demands a full reload.
+pub(crate) fn catch_up(
+    conn: &Connection,
+    path: &Path,
+    current: &Snapshot,
+    position: &Position,
+    force: Option<ReloadReason>,
+    session: &str,
+) -> Result<Pass> {
+    let log = change_log::position(conn, path)?;
+    let mut reload = force;
+    if position.loaded
+        && position.schema_version.is_some()
+        && position.schema_version != log.schema_version
+    {
+        reload.get_or_insert(ReloadReason::SchemaVersionChanged);
+    }
+    if reload.is_none() && log.seq < position.seq {
+        reload = Some(ReloadReason::LogReset);
+    }
+    if reload.is_none() && position.print.is_some() {
+        // A log wiped and refilled up to or past the applied position in one
+        // transaction keeps its position; the row there then is not the one
+        // applied. (A missing row was pruned, which is fine.)
+        let found = row_print(conn, path, position.seq)?;
+        if found.is_some() && found != position.print {
+            reload = Some(ReloadReason::LogReset);
+        }
+    }
+    let mut pass = match reload {
+        Some(reason) => full_reload(conn, path, current, log.seq, reason, position.loaded)?,
+        None if log.seq == position.seq => Pass {
+            snapshot: current.clone(),
+            events: Vec::new(),
+            touched: Vec::new(),
+            reload: None,
+            rejected: 0,
+            position: position.clone(),
+        },
+        None => {
+            let rows = read_log(conn, path, position.seq)?;
+            let contiguous = rows
+                .iter()
+                .enumerate()
+                .all(|(at, row)| row.seq == position.seq + 1 + at as i64)
+                && rows.last().map(|row| row.seq) == Some(log.seq);
+            if contiguous {
+                log::debug!(
+                    "{}: applying log rows {}..={} granularly",
+                    path.display(),
+                    position.seq + 1,
+                    log.seq
+                );
+                let mut pass = Pass {
+                    snapshot: current.clone(),
+                    events: Vec::new(),
+                    touched: Vec::new(),
+                    reload: None,
+                    rejected: 0,
+                    position: position.clone(),
+                };
+                apply_rows(&mut pass, &rows, session);
+                pass
+            } else {
+                full_reload(conn, path, current, log.seq, ReloadReason::LogGap, true)?
+            }
+        }
+    };
+    if log.seq != position.seq || pass.reload.is_some() || !position.loaded {
+        pass.position.print = row_print(conn, path, log.seq)?;
+    }
+    pass.position.seq = log.seq;
+    pass.position.schema_version = log.schema_version;
+    pass.position.loaded = true;
+    pass.snapshot.set_seq(pass.position.seq);
+    Ok(pass)
+}
+
+/// Applies the rows this store's write transaction just logged (after the
+/// pass's foreign rows), inside the same transaction.
+pub(crate) fn add_own_rows(
+    pass: &mut Pass,
+    conn: &Connection,
+    path: &Path,
+    session: &str,
+) -> Result<()> {
+    let rows = read_log(conn, path, pass.position.seq)?;
+    let Some(last) = rows.last() else {
+        return Ok(());
+    };
+    let last = last.seq;
+    apply_rows(pass, &rows, session);
+    pass.position.seq = last;
+    pass.position.print = row_print(conn, path, last)?;
+    pass.snapshot.set_seq(last);
+    Ok(())
+}
+
+/// Applies log rows in order. Rows are coalesced per key within each run of
+/// one source (this store's session, or anyone else), so each key yields one
+/// event per local commit and one per batch of foreign commits, carrying the
+/// seq of its last row in the run.
+fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
+    let is_local = |row: &LogRow| row.session.as_deref() == Some(session);
+    let mut run_start = 0;
+    while run_start < rows.len() {
+        let source_local = is_local(&rows[run_start]);
+        let run_end = rows[run_start..]
+            .iter()
+            .position(|row| is_local(row) != source_local)
+            .map_or(rows.len(), |len| run_start + len);
+        let run = &rows[run_start..run_end];
+        let mut last_write: HashMap<&str, usize> = HashMap::with_capacity(run.len());
+        for (at, row) in run.iter().enumerate() {
+            last_write.insert(row.key.as_str(), at);
+        }
+        let mut order: Vec<usize> = last_write.into_values().collect();
+        order.sort_unstable();
+        let source = if source_local {
+            Source::Local
+        } else {
+            Source::External
+        };
+        for at in order {
+            let row = &run[at];
+            let new = match decode_row(row) {
+                Ok(new) => new,
+                Err(reason) => {
+                    log::warn!("rejected the write at seq {}: {reason}", row.seq);
+                    pass.rejected += 1;
+                    pass.events.push(Event::Rejected(Rejection {
+                        seq: row.seq,
+                        keys: vec![row.key.clone()],
+                        reason,
+                    }));
+                    continue;
+                }
+            };
+            let old = pass.snapshot.entry(&row.key).cloned();
+            if old == new {
+                continue;
+            }
+            let key: Arc<str> = Arc::from(row.key.as_str());
+            pass.snapshot.put(Arc::clone(&key), new.clone());
+            pass.events.push(Event::Change(Change {
+                seq: row.seq,
+                key: row.key.clone(),
+                old: old.map(|value| value.as_ref().clone()),
+                new: new.map(|value| value.as_ref().clone()),
+                source,
+            }));
+        }
+        run_start = run_end;
+    }
+    pass.touched
+        .extend(rows.iter().map(|row| (row.seq, Arc::from(row.key.as_str()))));
+}

@@ -1,0 +1,290 @@
+//! Validators: per-section checks that keep invalid settings out of the
+//! snapshot, judged inside the transaction of the rows they judge.
+//!
+//! The invariant: the snapshot equals the database except inside the
+//! section of a validator with a pending rejection, where it keeps the last
+//! good values. A pass that touches such a section re-reads it from the
+//! database in the pass's own transaction, so the candidate is exactly what
+//! the database holds at the pass's position. Rejections belong to a
+//! validator, not to a prefix: two validators on one prefix each keep their
+//! own, and a section enters the snapshot only when every validator whose
+//! section covers a change accepts the result.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::db::change_log::read_section;
+use crate::engine::pass::Pass;
+use crate::error::{Error, Result};
+use crate::events::{Change, Event, Rejection, Source};
+use crate::key::is_under;
+use crate::snapshot::Snapshot;
+
+/// A section check: `Err(reason)` when the section is invalid.
+pub(crate) type Check = Box<dyn Fn(&Snapshot) -> Result<(), String> + Send + Sync>;
+
+struct Validator {
+    prefix: String,
+    check: Check,
+    /// The foreign write this validator refused, until a later state of its
+    /// section is valid.
+    pending: Option<Rejection>,
+}
+
+/// The registered validators, owned by the engine (so registering one
+/// cannot race a pass).
+#[derive(Default)]
+pub(crate) struct Validators {
+    list: Vec<Validator>,
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    is_under(a, b) || is_under(b, a)
+}
+
+impl Validators {
+    /// Registers a check for the section under `prefix`.
+    pub(crate) fn add(&mut self, prefix: &str, check: Check) {
+        self.list.push(Validator {
+            prefix: prefix.to_owned(),
+            check,
+            pending: None,
+        });
+    }
+
+    /// The pending rejections, one per refusing validator.
+    pub(crate) fn pending(&self) -> Vec<Rejection> {
+        self.list
+            .iter()
+            .filter_map(|validator| validator.pending.clone())
+            .collect()
+    }
+
+    /// Checks the keys this store's transaction wrote: every validator whose
+    /// section holds one must accept the section as the transaction would
+    /// commit it (read inside it, so foreign values a pending rejection
+    /// keeps out of the snapshot count too).
+    pub(crate) fn check_local(
+        &self,
+        conn: &Connection,
+        path: &Path,
+        candidate: &Snapshot,
+        local_keys: &[&str],
+    ) -> Result<()> {
+        for validator in &self.list {
+            let Some(key) = local_keys
+                .iter()
+                .find(|key| is_under(&validator.prefix, key))
+            else {
+                continue;
+            };
+            let committed =
+                candidate.with_section(&validator.prefix, read_section(conn, path, &validator.prefix)?);
+            if let Err(reason) = run_check(validator, &committed) {
+                let value = committed
+                    .get_json(key)
+                    .map_or_else(|| "removed".to_owned(), |value| format!("value {value}"));
+                return Err(Error::Rejected {
+                    key: (*key).to_owned(),
+                    reason: format!("{value}: section '{}' {reason}", validator.prefix),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps invalid sections out of a pass's candidate: `base` is what
+    /// readers see now, `conn` the pass's transaction.
+    pub(crate) fn enforce(
+        &mut self,
+        conn: &Connection,
+        path: &Path,
+        base: &Snapshot,
+        pass: &mut Pass,
+    ) -> Result<()> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        let everything = pass.reload.is_some();
+        let mut affected: Vec<bool> = self
+            .list
+            .iter()
+            .map(|validator| {
+                everything
+                    || pass
+                        .touched
+                        .iter()
+                        .any(|(_, key)| is_under(&validator.prefix, key))
+            })
+            .collect();
+        if !affected.iter().any(|&a| a) {
+            return Ok(());
+        }
+        let mut working = pass.snapshot.clone();
+        // Sections whose candidate no longer follows from the pass's events.
+        let mut rewritten: Vec<String> = Vec::new();
+        if !everything {
+            for (validator, _) in self.list.iter().zip(&affected).filter(|(v, a)| **a && v.pending.is_some()) {
+                let current = read_section(conn, path, &validator.prefix)?;
+                working = working.with_section(&validator.prefix, current);
+                rewritten.push(validator.prefix.clone());
+            }
+            // A re-read can change what an overlapping validator sees.
+            for (at, validator) in self.list.iter().enumerate() {
+                if rewritten.iter().any(|prefix| overlaps(prefix, &validator.prefix)) {
+                    affected[at] = true;
+                }
+            }
+        }
+        let before_reverts = working.clone();
+        let mut verdicts: Vec<Option<String>> = vec![None; self.list.len()];
+        // Why a validator had its section put back to the last good values.
+        let mut reverted: Vec<Option<String>> = vec![None; self.list.len()];
+        loop {
+            let mut reverted_now = Vec::new();
+            for (at, validator) in self.list.iter().enumerate() {
+                if !affected[at] {
+                    continue;
+                }
+                verdicts[at] = run_check(validator, &working).err();
+                if verdicts[at].is_some()
+                    && working.section_pairs(&validator.prefix) != base.section_pairs(&validator.prefix)
+                {
+                    working = working.with_section(&validator.prefix, base.section_pairs(&validator.prefix));
+                    reverted[at] = verdicts[at].clone();
+                    reverted_now.push(validator.prefix.clone());
+                }
+            }
+            if reverted_now.is_empty() {
+                break;
+            }
+            // A revert can change what an overlapping validator sees.
+            for (at, validator) in self.list.iter().enumerate() {
+                if reverted_now.iter().any(|prefix| overlaps(prefix, &validator.prefix)) {
+                    affected[at] = true;
+                }
+            }
+            rewritten.extend(reverted_now);
+        }
+        for (at, validator) in self.list.iter_mut().enumerate() {
+            if !affected[at] {
+                continue;
+            }
+            match reverted[at].take().map(Ok).or(verdicts[at].take().map(Err)) {
+                None => {
+                    if validator.pending.take().is_some() {
+                        log::info!("section '{}' is valid again", validator.prefix);
+                    }
+                }
+                Some(Ok(reason)) => {
+                    let keys = changed_keys(base, &before_reverts, &validator.prefix);
+                    let seq = pass
+                        .touched
+                        .iter()
+                        .rev()
+                        .find(|(_, key)| is_under(&validator.prefix, key))
+                        .map_or(pass.position.seq, |(seq, _)| *seq);
+                    log::warn!(
+                        "rejected a foreign write to section '{}': {reason}",
+                        validator.prefix
+                    );
+                    let rejection = Rejection {
+                        seq,
+                        keys,
+                        reason: format!("section '{}' {reason}", validator.prefix),
+                    };
+                    validator.pending = Some(rejection.clone());
+                    pass.events.push(Event::Rejected(rejection));
+                    pass.rejected += 1;
+                }
+                Some(Err(reason)) => {
+                    // Invalid without any change of ours to undo: the
+                    // section is what readers already see.
+                    log::warn!(
+                        "section '{}' stays as it is though its validator refuses it: {reason}",
+                        validator.prefix
+                    );
+                }
+            }
+        }
+        if !rewritten.is_empty() {
+            rewrite_events(pass, base, &working, &rewritten);
+        }
+        pass.snapshot = working;
+        Ok(())
+    }
+}
+
+/// Replaces the events under `prefixes` with the difference between what
+/// readers saw and what they will see. A key whose pass event still
+/// describes that difference keeps it (its own seq and source); a key whose
+/// value came from a re-read gets the pass's position, where the log holds
+/// that value.
+fn rewrite_events(pass: &mut Pass, base: &Snapshot, working: &Snapshot, prefixes: &[String]) {
+    let under = |key: &str| prefixes.iter().any(|prefix| is_under(prefix, key));
+    let mut originals: HashMap<String, Change> = HashMap::new();
+    pass.events.retain(|event| match event {
+        Event::Change(change) if under(&change.key) => {
+            originals.insert(change.key.clone(), change.clone());
+            false
+        }
+        _ => true,
+    });
+    let mut keys: BTreeSet<&str> = BTreeSet::new();
+    for prefix in prefixes {
+        keys.extend(base.keys(prefix));
+        keys.extend(working.keys(prefix));
+    }
+    let seq = pass.position.seq;
+    for key in keys {
+        let old = base.get_json(key);
+        let new = working.get_json(key);
+        if old == new {
+            continue;
+        }
+        let event = match originals.remove(key) {
+            Some(original) if original.new.as_ref() == new => original,
+            _ => Change {
+                seq,
+                key: key.to_owned(),
+                old: old.cloned(),
+                new: new.cloned(),
+                source: Source::External,
+            },
+        };
+        pass.events.push(Event::Change(event));
+    }
+    // Publish in seq order (stable: a reload's `Reloaded` event stays ahead
+    // of its changes, which share its seq).
+    pass.events.sort_by_key(Event::seq);
+}
+
+/// Runs a user's check; a panic is a refusal, not the end of the watcher.
+fn run_check(validator: &Validator, snapshot: &Snapshot) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (validator.check)(snapshot)))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(format!("validator panicked: {message}"))
+        })
+}
+
+fn changed_keys(before: &Snapshot, after: &Snapshot, prefix: &str) -> Vec<String> {
+    let mut keys: BTreeSet<&str> = before.keys(prefix).collect();
+    keys.extend(after.keys(prefix));
+    keys.into_iter()
+        .filter(|key| before.get_json(key) != after.get_json(key))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The first registered check that refuses `snapshot`, for registration.
+pub(crate) fn check_once(check: &Check, snapshot: &Snapshot) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(snapshot)))
+        .unwrap_or_else(|_| Err("validator panicked".to_owned()))
+}
