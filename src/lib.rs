@@ -51,17 +51,17 @@ mod store;
 mod value;
 mod watch;
 
+pub use crate::db::history::{HistoryEntry, Retention};
+pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::error::{Error, Result};
 pub use crate::events::{Change, Event, Rejection, ReloadReason, Source};
-pub use crate::db::history::{HistoryEntry, Retention};
-pub use crate::store::history::Resumed;
 pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
 pub use crate::live::Live;
 pub use crate::options::{Options, WatchMode};
 pub use crate::rules::{Rule, Rules, Violation};
-pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
+pub use crate::store::history::Resumed;
 pub use crate::store::{Commit, Store};
 pub use crate::value::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
 

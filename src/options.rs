@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
 use crate::db::history::Retention;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// How the store notices commits by other connections and processes.

@@ -188,4 +188,3 @@ pub(crate) fn prune_batch(
     .and_then(|mut statement| statement.execute((keep_last, max_age, PRUNE_BATCH)))
     .context(path, "cannot prune the change log")
 }
-

@@ -44,4 +44,3 @@ pub(crate) fn open_connection(
         .context(path, "cannot set the page cache size")?;
     Ok(conn)
 }
-

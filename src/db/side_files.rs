@@ -52,10 +52,9 @@ impl SideFiles {
         for (side, id) in &self.files {
             if FileId::of(side).ok().flatten() == Some(*id) {
                 match std::fs::remove_file(side) {
-                    Ok(()) => log::info!(
-                        "removed {} left by the replaced database",
-                        side.display()
-                    ),
+                    Ok(()) => {
+                        log::info!("removed {} left by the replaced database", side.display())
+                    }
                     Err(error) => log::warn!("cannot remove stale {}: {error}", side.display()),
                 }
             }

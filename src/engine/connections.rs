@@ -22,7 +22,11 @@ impl Connections {
     /// Opens both connections on the file at `path` (applying the schema).
     /// `resolved` is the path with symlinks resolved, where SQLite keeps the
     /// side files.
-    pub(crate) fn open(path: &Path, resolved: &Path, busy_timeout: Duration) -> Result<Connections> {
+    pub(crate) fn open(
+        path: &Path,
+        resolved: &Path,
+        busy_timeout: Duration,
+    ) -> Result<Connections> {
         let missing = || Error::DatabaseMissing {
             path: path.to_owned(),
         };
@@ -70,7 +74,9 @@ impl Connections {
     pub(crate) fn close_orphaned(self, remove_side_files: bool) {
         let pin = OrphanPin::new(self.file);
         if pin.is_none() {
-            log::warn!("closing a replaced database unpinned: SQLite may delete side files by name");
+            log::warn!(
+                "closing a replaced database unpinned: SQLite may delete side files by name"
+            );
         }
         self.writer.close();
         self.reader.close();

@@ -155,7 +155,9 @@ pub(crate) struct EngineGuard<'a> {
 enum Attempt<R> {
     Done(R, Option<(i64, i64)>),
     /// The file at the path changed; `ran` says whether the closure ran.
-    Replaced { ran: bool },
+    Replaced {
+        ran: bool,
+    },
 }
 
 impl Core {
@@ -333,7 +335,8 @@ impl Core {
             validators.check_local(&tx, path, &pass.snapshot, &local_keys)?;
         }
         validators.enforce(&tx, path, &base, &mut pass)?;
-        tx.commit().map_err(|error| crate::error::classify(error, path, "cannot commit"))?;
+        tx.commit()
+            .map_err(|error| crate::error::classify(error, path, "cannot commit"))?;
         // Committed. If the path changed just before the commit, it went to
         // the orphan: not acknowledged, and retried on the new file.
         if file_at(path)? != Some(file) {
@@ -379,7 +382,11 @@ impl Core {
     }
 
     /// A pass over foreign commits on the read connection.
-    fn foreign_pass(&self, engine: &mut Engine, force: Option<ReloadReason>) -> Result<CheckOutcome> {
+    fn foreign_pass(
+        &self,
+        engine: &mut Engine,
+        force: Option<ReloadReason>,
+    ) -> Result<CheckOutcome> {
         let started = Instant::now();
         let path = &self.path;
         let Engine {
@@ -461,7 +468,9 @@ impl Core {
 
     /// After a panic during a check: the next pass reloads everything.
     pub(crate) fn recover_after_panic(&self) {
-        lock(&self.engine).force_next.get_or_insert(ReloadReason::Recovery);
+        lock(&self.engine)
+            .force_next
+            .get_or_insert(ReloadReason::Recovery);
     }
 
     /// Registers a validator; `accept` checks the current snapshot first,
@@ -483,7 +492,11 @@ impl Core {
     }
 
     /// Runs `op` inside the engine: no pass publishes meanwhile.
-    pub(crate) fn exclusive<R>(&self, operation: &'static str, op: impl FnOnce() -> Result<R>) -> Result<R> {
+    pub(crate) fn exclusive<R>(
+        &self,
+        operation: &'static str,
+        op: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
         let _guard = self.enter(operation)?;
         op()
     }

@@ -53,7 +53,9 @@ impl Pass {
     pub(crate) fn external_changes(&self) -> usize {
         self.events
             .iter()
-            .filter(|event| matches!(event, Event::Change(change) if change.source == Source::External))
+            .filter(
+                |event| matches!(event, Event::Change(change) if change.source == Source::External),
+            )
             .count()
     }
 }
@@ -213,6 +215,8 @@ fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
         }
         run_start = run_end;
     }
-    pass.touched
-        .extend(rows.iter().map(|row| (row.seq, Arc::from(row.key.as_str()))));
+    pass.touched.extend(
+        rows.iter()
+            .map(|row| (row.seq, Arc::from(row.key.as_str()))),
+    );
 }

@@ -80,8 +80,10 @@ impl Validators {
             else {
                 continue;
             };
-            let committed =
-                candidate.with_section(&validator.prefix, read_section(conn, path, &validator.prefix)?);
+            let committed = candidate.with_section(
+                &validator.prefix,
+                read_section(conn, path, &validator.prefix)?,
+            );
             if let Err(reason) = run_check(validator, &committed) {
                 let value = committed
                     .get_json(key)
@@ -126,14 +128,22 @@ impl Validators {
         // Sections whose candidate no longer follows from the pass's events.
         let mut rewritten: Vec<String> = Vec::new();
         if !everything {
-            for (validator, _) in self.list.iter().zip(&affected).filter(|(v, a)| **a && v.pending.is_some()) {
+            for (validator, _) in self
+                .list
+                .iter()
+                .zip(&affected)
+                .filter(|(v, a)| **a && v.pending.is_some())
+            {
                 let current = read_section(conn, path, &validator.prefix)?;
                 working = working.with_section(&validator.prefix, current);
                 rewritten.push(validator.prefix.clone());
             }
             // A re-read can change what an overlapping validator sees.
             for (at, validator) in self.list.iter().enumerate() {
-                if rewritten.iter().any(|prefix| overlaps(prefix, &validator.prefix)) {
+                if rewritten
+                    .iter()
+                    .any(|prefix| overlaps(prefix, &validator.prefix))
+                {
                     affected[at] = true;
                 }
             }
@@ -150,9 +160,11 @@ impl Validators {
                 }
                 verdicts[at] = run_check(validator, &working).err();
                 if verdicts[at].is_some()
-                    && working.section_pairs(&validator.prefix) != base.section_pairs(&validator.prefix)
+                    && working.section_pairs(&validator.prefix)
+                        != base.section_pairs(&validator.prefix)
                 {
-                    working = working.with_section(&validator.prefix, base.section_pairs(&validator.prefix));
+                    working = working
+                        .with_section(&validator.prefix, base.section_pairs(&validator.prefix));
                     reverted[at] = verdicts[at].clone();
                     reverted_now.push(validator.prefix.clone());
                 }
@@ -162,7 +174,10 @@ impl Validators {
             }
             // A revert can change what an overlapping validator sees.
             for (at, validator) in self.list.iter().enumerate() {
-                if reverted_now.iter().any(|prefix| overlaps(prefix, &validator.prefix)) {
+                if reverted_now
+                    .iter()
+                    .any(|prefix| overlaps(prefix, &validator.prefix))
+                {
                     affected[at] = true;
                 }
             }

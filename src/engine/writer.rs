@@ -152,12 +152,14 @@ impl UserCode {
         self.0.store(false, Ordering::Relaxed);
         outcome.map_err(|error| match error {
             Error::Sqlite { source, .. }
-                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) =>
+                if source.sqlite_error_code()
+                    == Some(rusqlite::ErrorCode::AuthorizationForStatementDenied) =>
             {
                 Error::InvalidSql {
-                    reason: "BEGIN, COMMIT and ROLLBACK are refused inside write(): the store ends the \
+                    reason:
+                        "BEGIN, COMMIT and ROLLBACK are refused inside write(): the store ends the \
                              transaction (return Err to roll back; savepoints are allowed)"
-                        .to_owned(),
+                            .to_owned(),
                 }
             }
             other => other.in_database(path),

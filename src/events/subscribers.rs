@@ -105,7 +105,12 @@ impl Subscribers {
     /// Adds a subscriber whose channel first holds `backlog` (a replay),
     /// with room for it on top of the usual capacity, and that gets no
     /// event at or below `floor`.
-    pub(crate) fn add_after(&self, prefix: &str, backlog: Vec<Event>, floor: i64) -> Receiver<Event> {
+    pub(crate) fn add_after(
+        &self,
+        prefix: &str,
+        backlog: Vec<Event>,
+        floor: i64,
+    ) -> Receiver<Event> {
         let limit = self.capacity + backlog.len();
         let (sender, receiver) = crossbeam_channel::bounded(limit + 1);
         for event in backlog {
@@ -151,7 +156,6 @@ impl Subscribers {
         self.list.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -10,12 +10,12 @@ use crate::db::history::{
     HistoryEntry, PRUNE_BATCH, Retention, oldest_seq, prune_batch, read_entry, read_history,
     replay, values_as_of,
 };
+use crate::db::writes;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::key::{validate_key, validate_prefix};
 use crate::snapshot::Snapshot;
 use crate::store::{Commit, Store};
-use crate::db::writes;
 
 /// The outcome of [`Store::subscribe_from`].
 #[derive(Debug)]
@@ -79,7 +79,9 @@ impl Store {
             // Ahead of the snapshot (a seq another process reported): no
             // replay, and nothing at or before `seq` from the live events.
             let backlog = replay(tx, path, prefix, seq, upto, &core.session)?;
-            Ok(Resumed::Replayed(core.subscribers.add_after(prefix, backlog, seq)))
+            Ok(Resumed::Replayed(
+                core.subscribers.add_after(prefix, backlog, seq),
+            ))
         })
     }
 
@@ -102,8 +104,9 @@ impl Store {
     /// ```
     pub fn history(&self, key: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
         validate_key(key)?;
-        self.core
-            .read("history", |tx, path| read_history(tx, path, key, true, limit))
+        self.core.read("history", |tx, path| {
+            read_history(tx, path, key, true, limit)
+        })
     }
 
     /// The newest `limit` log rows for keys at or below `prefix`, oldest
@@ -125,7 +128,9 @@ impl Store {
     /// [`Error::UnknownSeq`] when `seq` is not in the log, plus the errors of
     /// [`Store::set`].
     pub fn revert(&self, seq: i64) -> Result<Commit> {
-        let entry = self.core.read("revert", |tx, path| read_entry(tx, path, seq))?;
+        let entry = self
+            .core
+            .read("revert", |tx, path| read_entry(tx, path, seq))?;
         let old = match &entry.old {
             Some(value) => Some(crate::value::to_stored_text(&entry.key, value)?),
             None => None,

@@ -15,16 +15,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::db::writes;
+use crate::engine::Core;
 use crate::error::{Error, Result, shorten};
 use crate::events::Event;
 use crate::key::{validate_key, validate_prefix};
 use crate::live::Live;
 use crate::options::Options;
-use crate::engine::Core;
 use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use crate::watch::Watcher;
-use crate::db::writes;
 
 /// What a write committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +163,9 @@ impl Store {
         // Under the applier lock no pass can swap the snapshot between the
         // first build and the registration (and so be missed by the handle).
         let core = &self.core;
-        core.exclusive("live", || core.lives.register::<T>(prefix, &core.snapshot.load()))
+        core.exclusive("live", || {
+            core.lives.register::<T>(prefix, &core.snapshot.load())
+        })
     }
 
     /// Sets `key` to `value` (any `Serialize`; objects are sections, so use
@@ -323,7 +325,10 @@ impl Store {
     /// assert_eq!(events.recv()?.seq(), commit.seq);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn subscribe_with_snapshot(&self, prefix: &str) -> Result<(Arc<Snapshot>, Receiver<Event>)> {
+    pub fn subscribe_with_snapshot(
+        &self,
+        prefix: &str,
+    ) -> Result<(Arc<Snapshot>, Receiver<Event>)> {
         validate_prefix(prefix)?;
         let core = &self.core;
         core.exclusive("subscribe_with_snapshot", || {
@@ -342,9 +347,7 @@ impl Store {
 
     /// The store's counters.
     pub fn stats(&self) -> Stats {
-        self.core
-            .counters
-            .snapshot(self.core.snapshot.load().len())
+        self.core.counters.snapshot(self.core.snapshot.load().len())
     }
 
     /// Stops the watcher, joins its thread and closes the connections.

@@ -29,7 +29,11 @@ impl FolderEvents {
         let (folder, name) = folder_and_name(&resolved)?;
         targets.push((
             folder,
-            vec![name.clone(), format!("{name}-wal"), format!("{name}-journal")],
+            vec![
+                name.clone(),
+                format!("{name}-wal"),
+                format!("{name}-journal"),
+            ],
         ));
         if resolved != core.path {
             let (folder, name) = folder_and_name(&core.path)?;
@@ -82,7 +86,10 @@ fn folder_and_name(path: &Path) -> Option<(PathBuf, String)> {
 fn deliver(core: &Core) {
     let activity = &core.activity;
     if activity.is_recent(crate::watch::schedule::OWN_EVENTS_WINDOW) {
-        if !activity.deferred.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if !activity
+            .deferred
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             let _ = core.hints.0.try_send(());
         }
     } else {
@@ -113,7 +120,10 @@ mod linux {
     }
 
     impl Armed {
-        pub(super) fn start(core: Arc<Core>, targets: Vec<(PathBuf, Vec<String>)>) -> Option<Armed> {
+        pub(super) fn start(
+            core: Arc<Core>,
+            targets: Vec<(PathBuf, Vec<String>)>,
+        ) -> Option<Armed> {
             let inotify = match Inotify::init(InitFlags::IN_CLOEXEC) {
                 Ok(inotify) => Arc::new(inotify),
                 Err(error) => {
@@ -209,15 +219,16 @@ mod linux {
                     relevant = true;
                     continue;
                 }
-                let watched = names
-                    .iter()
-                    .find(|(wd, _)| *wd == event.wd)
-                    .is_some_and(|(_, files)| {
-                        event
-                            .name
-                            .as_ref()
-                            .is_some_and(|name| files.iter().any(|file| file == name))
-                    });
+                let watched =
+                    names
+                        .iter()
+                        .find(|(wd, _)| *wd == event.wd)
+                        .is_some_and(|(_, files)| {
+                            event
+                                .name
+                                .as_ref()
+                                .is_some_and(|name| files.iter().any(|file| file == name))
+                        });
                 relevant |= watched;
             }
             if relevant {

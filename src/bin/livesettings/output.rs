@@ -1,17 +1,22 @@
 //! Printing: the `watch` loop and its line formats.
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::select;
-use livesettings::{Error, Event, HistoryEntry, Resumed, Stats, Store};
+use livesettings::{Change, Error, Event, HistoryEntry, Resumed, Snapshot, Stats, Store};
 use serde_json::{Value, json};
 
 /// Prints every event under `prefix` until Ctrl-C or SIGTERM, then closes the
 /// store (joining its watcher) and returns.
 pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Result<(), Error> {
     let (events, snapshot) = match from {
-        None => (store.subscribe(prefix)?, store.snapshot()),
+        None => {
+            let (snapshot, events) = store.subscribe_with_snapshot(prefix)?;
+            (events, snapshot)
+        }
         Some(seq) => match store.subscribe_from(prefix, seq)? {
             Resumed::Replayed(events) => (events, store.snapshot()),
             Resumed::Compacted {
@@ -55,18 +60,88 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
             snapshot.seq()
         ))?;
     }
+    // What this watch has printed, to resynchronize from after a lag, and
+    // the position up to which changes are printed already.
+    let mut printed_upto = from.unwrap_or(snapshot.seq());
+    let mut view = snapshot;
     loop {
         select! {
             recv(interrupted) -> _ => break,
             recv(events) -> event => {
                 let Ok(event) = event else { break };
+                if let Event::Change(change) = &event {
+                    if change.seq <= printed_upto {
+                        continue; // Already printed by a resync.
+                    }
+                    view = Arc::new(view.with_change(&change.key, change.new.clone())?);
+                }
                 for text in if as_json { json_lines(&event) } else { human_lines(&event) } {
                     line(&text)?;
+                }
+                if matches!(event, Event::Lagged { .. }) {
+                    view = resync(&store, prefix, &view, as_json)?;
+                    printed_upto = view.seq();
                 }
             }
         }
     }
     store.close()
+}
+
+/// After a lag: prints every key under `prefix` that differs between what
+/// was printed and the store's snapshot now, then a `resync` line, and
+/// returns the snapshot (later events it already covers are skipped).
+fn resync(
+    store: &Store,
+    prefix: &str,
+    view: &Snapshot,
+    as_json: bool,
+) -> Result<Arc<Snapshot>, Error> {
+    let now = store.snapshot();
+    let mut keys: BTreeSet<&str> = view.keys(prefix).collect();
+    keys.extend(now.keys(prefix));
+    let mut changed = 0;
+    for key in keys {
+        let (old, new) = (view.get_json(key), now.get_json(key));
+        if old == new {
+            continue;
+        }
+        changed += 1;
+        let change = Change {
+            seq: now.seq(),
+            key: key.to_owned(),
+            old: old.cloned(),
+            new: new.cloned(),
+            source: livesettings::Source::External,
+        };
+        let text = if as_json {
+            json!({
+                "event": "change",
+                "seq": change.seq,
+                "key": change.key,
+                "old": change.old,
+                "new": change.new,
+                "source": "resync",
+            })
+            .to_string()
+        } else {
+            human_lines(&Event::Change(change))
+                .concat()
+                .replace("(external,", "(resync,")
+        };
+        line(&text)?;
+    }
+    let text = if as_json {
+        json!({"event": "resync", "seq": now.seq(), "changed": changed}).to_string()
+    } else {
+        format!(
+            "{}  resynchronized from the snapshot at seq {}: {changed} keys differed",
+            utc_now(),
+            now.seq()
+        )
+    };
+    line(&text)?;
+    Ok(now)
 }
 
 fn line(text: &str) -> Result<(), Error> {
