@@ -19,6 +19,8 @@ pub(crate) struct LogRow {
     pub(crate) new: Option<String>,
     /// The id of the store that wrote it (`None` for any other writer).
     pub(crate) session: Option<String>,
+    /// When, as the log's text timestamp.
+    pub(crate) at: String,
     /// Why a cell is unusable (not text), when someone bypassed the CHECK
     /// constraints: the row is refused, never a reason to stop applying.
     pub(crate) unreadable: Option<String>,
@@ -101,7 +103,8 @@ pub(crate) fn row_print(conn: &Connection, path: &Path, seq: i64) -> Result<Opti
         .context(path, "cannot read the change log")
 }
 
-fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
+/// Reads one row of `SELECT seq, key, new, session, at`.
+pub(crate) fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
     let key = text_cell(row.get_ref(1)?);
     let new = text_cell(row.get_ref(2)?);
     let unreadable = match (&key, &new) {
@@ -118,15 +121,23 @@ fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
         },
         new: new.unwrap_or(None),
         session: text_cell(row.get_ref(3)?).ok().flatten(),
+        at: text_cell(row.get_ref(4)?).unwrap_or_else(Some).unwrap_or_default(),
         unreadable,
     })
+}
+
+impl LogRow {
+    /// The row's identity, as [`row_print`] reads it.
+    pub(crate) fn print(&self) -> RowPrint {
+        (self.key.clone(), self.new.clone(), self.at.clone())
+    }
 }
 
 /// The rows after `after`, in seq order.
 pub(crate) fn read_log(conn: &Connection, path: &Path, after: i64) -> Result<Vec<LogRow>> {
     let mut statement = conn
         .prepare_cached(
-            "SELECT seq, key, new, session FROM settings_log WHERE seq > ?1 ORDER BY seq",
+            "SELECT seq, key, new, session, at FROM settings_log WHERE seq > ?1 ORDER BY seq",
         )
         .context(path, "cannot read the change log")?;
     let rows = statement

@@ -323,15 +323,11 @@ impl Core {
             session,
         )?;
         let value = user_code.run(path, || op(&tx, &pass.snapshot))?;
-        let range = stamp_own_rows(&tx, &record, path, (self.options.origin(), session))?;
-        if let Some((first, _)) = range {
-            add_own_rows(&mut pass, &tx, path, session)?;
-            let local_keys: Vec<&str> = pass
-                .touched
-                .iter()
-                .filter(|(seq, _)| *seq >= first)
-                .map(|(_, key)| key.as_ref())
-                .collect();
+        let own = stamp_own_rows(&tx, &record, path, (self.options.origin(), session))?;
+        let range = own.first().zip(own.last()).map(|(first, last)| (first.seq, last.seq));
+        add_own_rows(&mut pass, &own, session);
+        if !own.is_empty() {
+            let local_keys: Vec<&str> = own.iter().map(|row| row.key.as_str()).collect();
             validators.check_local(&tx, path, &pass.snapshot, &local_keys)?;
         }
         validators.enforce(&tx, path, &base, &mut pass)?;

@@ -123,13 +123,15 @@ pub(crate) fn catch_up(
                     position: position.clone(),
                 };
                 apply_rows(&mut pass, &rows, session);
+                pass.position.print = rows.last().map(LogRow::print);
                 pass
             } else {
                 full_reload(conn, path, current, log.seq, ReloadReason::LogGap, true)?
             }
         }
     };
-    if log.seq != position.seq || pass.reload.is_some() || !position.loaded {
+    let granular = pass.reload.is_none() && position.loaded;
+    if !granular {
         pass.position.print = row_print(conn, path, log.seq)?;
     }
     pass.position.seq = log.seq;
@@ -141,22 +143,14 @@ pub(crate) fn catch_up(
 
 /// Applies the rows this store's write transaction just logged (after the
 /// pass's foreign rows), inside the same transaction.
-pub(crate) fn add_own_rows(
-    pass: &mut Pass,
-    conn: &Connection,
-    path: &Path,
-    session: &str,
-) -> Result<()> {
-    let rows = read_log(conn, path, pass.position.seq)?;
+pub(crate) fn add_own_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
     let Some(last) = rows.last() else {
-        return Ok(());
+        return;
     };
-    let last = last.seq;
-    apply_rows(pass, &rows, session);
-    pass.position.seq = last;
-    pass.position.print = row_print(conn, path, last)?;
-    pass.snapshot.set_seq(last);
-    Ok(())
+    pass.position.seq = last.seq;
+    pass.position.print = Some(last.print());
+    pass.snapshot.set_seq(last.seq);
+    apply_rows(pass, rows, session);
 }
 
 /// Applies log rows in order. Rows are coalesced per key within each run of

@@ -19,6 +19,7 @@ use std::time::Duration;
 use rusqlite::hooks::{Action, AuthAction, AuthContext, Authorization, TransactionOperation};
 use rusqlite::{Connection, Transaction};
 
+use crate::db::change_log::{LogRow, log_row};
 use crate::db::schema;
 use crate::error::{Error, Result, SqliteContext};
 use crate::events::ReloadReason;
@@ -168,30 +169,33 @@ impl UserCode {
 }
 
 /// Stamps the log rows this transaction wrote with `origin` and `session`,
-/// and returns their inclusive seq range.
+/// and returns them in seq order.
 pub(crate) fn stamp_own_rows(
     tx: &Transaction<'_>,
     record: &HookRecord,
     path: &Path,
     (origin, session): (&str, &str),
-) -> Result<Option<(i64, i64)>> {
+) -> Result<Vec<LogRow>> {
     let inserted = take_record(record);
     let Some(&first) = inserted.iter().min() else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     // Rows of a rolled-back savepoint were reported but their seqs are
     // reused by later inserts (or vanish): every log row from the first
     // reported seq on is this transaction's, since it holds the write lock.
-    let stamped = tx
-        .prepare_cached("UPDATE settings_log SET origin = ?1, session = ?2 WHERE seq >= ?3")
-        .and_then(|mut statement| statement.execute((origin, session, first)))
+    let mut statement = tx
+        .prepare_cached(
+            "UPDATE settings_log SET origin = ?1, session = ?2 WHERE seq >= ?3 \
+             RETURNING seq, key, new, session, at",
+        )
         .context(path, "cannot stamp the change log")?;
-    if stamped == 0 {
-        return Ok(None);
-    }
-    // AUTOINCREMENT under the write lock: this transaction's rows are the
-    // contiguous seqs from `first` on.
-    Ok(Some((first, first + stamped as i64 - 1)))
+    let mut rows: Vec<LogRow> = statement
+        .query_map((origin, session, first), log_row)
+        .and_then(|rows| rows.collect())
+        .context(path, "cannot stamp the change log")?;
+    // RETURNING gives no order guarantee.
+    rows.sort_unstable_by_key(|row| row.seq);
+    Ok(rows)
 }
 
 /// A random 64-bit id in hex, from SQLite's generator.

@@ -9,9 +9,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::db::file_id::FileId;
 use crate::engine::Core;
+use crate::watch::schedule::{LOCAL_WRITES_POLL, OWN_EVENTS_WINDOW};
 
 /// An armed watch; dropping it stops and joins its thread.
 pub(crate) struct FolderEvents {
@@ -82,18 +84,27 @@ fn folder_and_name(path: &Path) -> Option<(PathBuf, String)> {
 
 /// Passes a relevant event on: held back (with one wake-up per burst) while
 /// the store's own write is in flight or just committed, else a hint. A
-/// full channel already holds a pending hint: coalesced.
-fn deliver(core: &Core) {
+/// full channel already holds a pending hint: coalesced. Returns whether it
+/// was held back.
+fn deliver(core: &Core) -> bool {
     let activity = &core.activity;
-    if activity.is_recent(crate::watch::schedule::OWN_EVENTS_WINDOW) {
-        if !activity
-            .deferred
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
+    if activity.is_recent(OWN_EVENTS_WINDOW) {
+        if !activity.deferred.swap(true, Ordering::AcqRel) {
             let _ = core.hints.0.try_send(());
         }
+        true
     } else {
         let _ = core.hints.0.try_send(());
+        false
+    }
+}
+
+/// While the store's own writes go on, the event thread stops reading: the
+/// kernel then merges the writes' identical events into one queued event
+/// and wakes nobody, instead of waking this thread for every commit.
+fn hold_while_writing(core: &Core, stop: &AtomicBool) {
+    while core.activity.is_recent(OWN_EVENTS_WINDOW) && !stop.load(Ordering::Acquire) {
+        std::thread::sleep(LOCAL_WRITES_POLL);
     }
 }
 
@@ -108,7 +119,7 @@ mod linux {
     use nix::errno::Errno;
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-    use super::deliver;
+    use super::{deliver, hold_while_writing};
     use crate::engine::Core;
 
     pub(super) struct Armed {
@@ -231,8 +242,8 @@ mod linux {
                         });
                 relevant |= watched;
             }
-            if relevant {
-                deliver(core);
+            if relevant && deliver(core) {
+                hold_while_writing(core, stop);
             }
             if live == 0 {
                 return; // Every watched folder is gone: nothing more can come.

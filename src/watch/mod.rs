@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::options::WatchMode;
 use crate::stats::Counters;
 use folder_events::FolderEvents;
-use schedule::{AFTER_LOCAL_WRITES, OWN_EVENTS_WINDOW, backoff_delay};
+use schedule::{AFTER_LOCAL_WRITES, LOCAL_WRITES_POLL, OWN_EVENTS_WINDOW, backoff_delay};
 
 /// The store's handle on its watcher thread.
 pub(crate) struct Watcher {
@@ -94,7 +94,7 @@ fn run(
         let timeout = if deferred {
             core.activity
                 .quiet_in(OWN_EVENTS_WINDOW)
-                .unwrap_or(Duration::ZERO)
+                .map_or(Duration::ZERO, |quiet| quiet.max(LOCAL_WRITES_POLL))
         } else {
             backoff.and_then(backoff_delay).unwrap_or(slow)
         };
