@@ -121,7 +121,9 @@ pub(crate) fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LogRow> {
         },
         new: new.unwrap_or(None),
         session: text_cell(row.get_ref(3)?).ok().flatten(),
-        at: text_cell(row.get_ref(4)?).unwrap_or_else(Some).unwrap_or_default(),
+        at: text_cell(row.get_ref(4)?)
+            .unwrap_or_else(Some)
+            .unwrap_or_default(),
         unreadable,
     })
 }

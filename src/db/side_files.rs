@@ -114,3 +114,40 @@ fn open_held_file(target: FileId) -> Option<File> {
     }
     None
 }
+
+/// Serializes following a replaced file among the stores of every process
+/// on this database: checking a side file's identity and removing it is not
+/// atomic, so without it one store can remove the side file another store
+/// just created for the new database. Held from before the old connections
+/// close until the new ones have opened (and created the new side files).
+/// A lock file beside the database (`-livesettings-follow`), locked with
+/// `flock`, which never interferes with SQLite's own POSIX locks. Released
+/// on drop.
+pub(crate) struct FollowLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl FollowLock {
+    /// Waits for the lock; `None` when the lock file cannot be created (a
+    /// read-only folder, where no side file can be created either).
+    pub(crate) fn acquire(resolved_db: &Path) -> Option<FollowLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = side_path(resolved_db, "-livesettings-follow");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|error| log::debug!("no follow lock at {}: {error}", path.display()))
+            .ok()?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive) {
+            Ok(lock) => Some(FollowLock { _lock: lock }),
+            Err((_, error)) => {
+                log::warn!("cannot lock {}: {error}", path.display());
+                None
+            }
+        }
+    }
+}

@@ -42,6 +42,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Transaction;
 
 use crate::db::file_id::{file_at, resolved};
+use crate::db::side_files::FollowLock;
 use crate::error::{Error, Result};
 use crate::events::subscribers::Subscribers;
 use crate::events::{Rejection, ReloadReason};
@@ -324,7 +325,10 @@ impl Core {
         )?;
         let value = user_code.run(path, || op(&tx, &pass.snapshot))?;
         let own = stamp_own_rows(&tx, &record, path, (self.options.origin(), session))?;
-        let range = own.first().zip(own.last()).map(|(first, last)| (first.seq, last.seq));
+        let range = own
+            .first()
+            .zip(own.last())
+            .map(|(first, last)| (first.seq, last.seq));
         add_own_rows(&mut pass, &own, session);
         if !own.is_empty() {
             let local_keys: Vec<&str> = own.iter().map(|row| row.key.as_str()).collect();
@@ -424,6 +428,7 @@ impl Core {
     /// own, and keep serving the snapshot.
     fn release_lost_file(&self, engine: &mut Engine) {
         if let Some(connections) = engine.connections.take() {
+            let _follow = FollowLock::acquire(&engine.resolved);
             log::warn!(
                 "{}: the database file is gone; keeping the last loaded settings and waiting for it to come back",
                 self.path.display()
@@ -435,6 +440,7 @@ impl Core {
     /// Makes the connections follow the file at the path: close the old
     /// ones as orphans, open new ones, reload everything and publish.
     fn follow_file(&self, engine: &mut Engine) -> Result<()> {
+        let _follow = FollowLock::acquire(&engine.resolved);
         if let Some(old) = engine.connections.take() {
             let replaced = !old.is_current(&self.path).unwrap_or(false);
             if replaced {

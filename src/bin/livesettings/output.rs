@@ -60,27 +60,29 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
             snapshot.seq()
         ))?;
     }
-    // What this watch has printed, to resynchronize from after a lag, and
-    // the position up to which changes are printed already.
-    let mut printed_upto = from.unwrap_or(snapshot.seq());
+    // What this watch has printed, to resynchronize from after a lag.
     let mut view = snapshot;
+    let mut events = events;
     loop {
         select! {
             recv(interrupted) -> _ => break,
             recv(events) -> event => {
                 let Ok(event) = event else { break };
                 if let Event::Change(change) = &event {
-                    if change.seq <= printed_upto {
-                        continue; // Already printed by a resync.
-                    }
                     view = Arc::new(view.with_change(&change.key, change.new.clone())?);
                 }
                 for text in if as_json { json_lines(&event) } else { human_lines(&event) } {
                     line(&text)?;
                 }
                 if matches!(event, Event::Lagged { .. }) {
-                    view = resync(&store, prefix, &view, as_json)?;
-                    printed_upto = view.seq();
+                    // A fresh subscription and the snapshot it starts from,
+                    // atomically: what was dropped (and anything queued
+                    // behind the notice) is in the snapshot, and nothing
+                    // after it is missed.
+                    let (now, fresh) = store.subscribe_with_snapshot(prefix)?;
+                    resync(prefix, &view, &now, as_json)?;
+                    view = now;
+                    events = fresh;
                 }
             }
         }
@@ -89,15 +91,8 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
 }
 
 /// After a lag: prints every key under `prefix` that differs between what
-/// was printed and the store's snapshot now, then a `resync` line, and
-/// returns the snapshot (later events it already covers are skipped).
-fn resync(
-    store: &Store,
-    prefix: &str,
-    view: &Snapshot,
-    as_json: bool,
-) -> Result<Arc<Snapshot>, Error> {
-    let now = store.snapshot();
+/// was printed and `now`, then a `resync` line.
+fn resync(prefix: &str, view: &Snapshot, now: &Snapshot, as_json: bool) -> Result<(), Error> {
     let mut keys: BTreeSet<&str> = view.keys(prefix).collect();
     keys.extend(now.keys(prefix));
     let mut changed = 0;
@@ -140,8 +135,7 @@ fn resync(
             now.seq()
         )
     };
-    line(&text)?;
-    Ok(now)
+    line(&text)
 }
 
 fn line(text: &str) -> Result<(), Error> {
