@@ -8,7 +8,7 @@
 //! cargo run --release --example bench_report -- --only foreign,idle
 //! ```
 //!
-//! Sections (for `--only`): `memory`, `reads`, `writes`, `contention`,
+//! Sections (for `--only`): `memory`, `reads`, `writes`, `engine`, `contention`,
 //! `reload`, `foreign`, `idle`. Environment: `BENCH_IDLE_SECS` (idle sample
 //! per `watch` process, default 30, 5 with `--quick`), `BENCH_LARGE_KEYS`
 //! (default 100000), `BENCH_DIR` (where the databases go, default a temporary
@@ -39,7 +39,7 @@ fn main() {
     }
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         eprintln!(
-            "usage: bench_report [--quick] [--only memory,reads,writes,contention,reload,foreign,idle]"
+            "usage: bench_report [--quick] [--only memory,reads,writes,engine,contention,reload,foreign,idle]"
         );
         return;
     }
@@ -60,13 +60,14 @@ fn main() {
     };
     let started = Instant::now();
 
-    let wants_small = ["reads", "writes", "foreign"]
+    let wants_small = ["reads", "writes", "engine", "foreign"]
         .iter()
         .any(|section| cfg.wants(section));
     let wants_large = [
         "memory",
         "reads",
         "writes",
+        "engine",
         "contention",
         "reload",
         "foreign",
@@ -91,6 +92,9 @@ fn main() {
             if cfg.wants("writes") {
                 bench_support::micro::apply_rows(&cfg, thousand, large, &mut rows);
                 bench_support::micro::write_rows(&cfg, thousand, large, &mut rows);
+            }
+            if cfg.wants("engine") {
+                bench_support::engine::rows(&cfg, thousand, large, &mut rows);
             }
         }
         if cfg.wants("contention") {

@@ -3,6 +3,7 @@
 //! the sibling modules.
 
 pub mod contention;
+pub mod engine;
 pub mod foreign;
 pub mod idle;
 pub mod memory;

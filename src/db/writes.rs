@@ -43,18 +43,28 @@ pub(crate) fn check_placement<'k>(
     Ok(())
 }
 
+/// Sets `key` to `text`: an UPDATE when the key exists (only the update
+/// trigger runs: the insert triggers' note-keeping for INSERT OR REPLACE
+/// costs two more pages per commit), else an INSERT. Nothing runs when the
+/// value is unchanged.
 pub(crate) fn upsert(tx: &Transaction<'_>, key: &str, text: &str) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
-    )?
-    .execute((key, text))?;
+    let updated = tx
+        .prepare_cached("UPDATE settings SET value = ?2 WHERE key = ?1 AND value IS NOT ?2")?
+        .execute((key, text))?;
+    if updated == 0 {
+        tx.prepare_cached(
+            "INSERT INTO settings (key, value) SELECT ?1, ?2 \
+             WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = ?1)",
+        )?
+        .execute((key, text))?;
+    }
     Ok(())
 }
 
 pub(crate) fn insert_missing(tx: &Transaction<'_>, key: &str, text: &str) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO settings (key, value) SELECT ?1, ?2 \
+         WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = ?1)",
     )?
     .execute((key, text))?;
     Ok(())

@@ -1,5 +1,5 @@
-//! Review findings: each test demonstrates one defect and fails until it is
-//! fixed.
+//! Edge cases of the change log, validation, lag accounting and side-file
+//! cleanup: each test pins one behaviour that an earlier version got wrong.
 
 mod support;
 
