@@ -44,6 +44,18 @@ pub(crate) struct Pass {
 }
 
 impl Pass {
+    /// A pass that changes nothing (yet).
+    fn unchanged(current: &Snapshot, position: &Position) -> Pass {
+        Pass {
+            snapshot: current.clone(),
+            events: Vec::new(),
+            touched: Vec::new(),
+            reload: None,
+            rejected: 0,
+            position: position.clone(),
+        }
+    }
+
     /// Whether the pass changed anything worth publishing.
     pub(crate) fn is_empty(&self, before: &Position) -> bool {
         self.events.is_empty() && self.position.seq == before.seq && self.reload.is_none()
@@ -92,14 +104,7 @@ pub(crate) fn catch_up(
     }
     let mut pass = match reload {
         Some(reason) => full_reload(conn, path, current, log.seq, reason, position.loaded)?,
-        None if log.seq == position.seq => Pass {
-            snapshot: current.clone(),
-            events: Vec::new(),
-            touched: Vec::new(),
-            reload: None,
-            rejected: 0,
-            position: position.clone(),
-        },
+        None if log.seq == position.seq => Pass::unchanged(current, position),
         None => {
             let rows = read_log(conn, path, position.seq)?;
             let contiguous = rows
@@ -114,14 +119,7 @@ pub(crate) fn catch_up(
                     position.seq + 1,
                     log.seq
                 );
-                let mut pass = Pass {
-                    snapshot: current.clone(),
-                    events: Vec::new(),
-                    touched: Vec::new(),
-                    reload: None,
-                    rejected: 0,
-                    position: position.clone(),
-                };
+                let mut pass = Pass::unchanged(current, position);
                 apply_rows(&mut pass, &rows, session);
                 pass.position.print = rows.last().map(LogRow::print);
                 pass
