@@ -483,7 +483,9 @@ fn a_validator_registered_during_a_watcher_pass_keeps_that_pass_invalid_value_ou
     for i in 0..SECTIONS {
         // Register while the loop's commits are being applied.
         let applied = store.snapshot().seq();
-        wait_until("a pass applying the loop's commits", || store.snapshot().seq() > applied);
+        wait_until("a pass applying the loop's commits", || {
+            store.snapshot().seq() > applied
+        });
         loop {
             let seq = store.snapshot().seq();
             match store.validate_json(&format!("s{i}"), |section| match section["v"].as_i64() {

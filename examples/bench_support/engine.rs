@@ -16,8 +16,17 @@ const UPSERT: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2) \
 
 const ROTATION: usize = 64;
 
-fn set_against_upsert(cfg: &Config, golden: &Golden, mode: WatchMode, name: &str) -> (Samples, Samples) {
-    let path = fresh_copy(&golden.path, &cfg.workdir, &format!("engine-set-{name}-{}", golden.keys));
+fn set_against_upsert(
+    cfg: &Config,
+    golden: &Golden,
+    mode: WatchMode,
+    name: &str,
+) -> (Samples, Samples) {
+    let path = fresh_copy(
+        &golden.path,
+        &cfg.workdir,
+        &format!("engine-set-{name}-{}", golden.keys),
+    );
     let raw_path = path.with_file_name("raw.db");
     std::fs::copy(&path, &raw_path).expect("copy for the raw baseline");
     let targets = support::numeric_keys(&golden.leaves, ROTATION);
@@ -56,7 +65,11 @@ fn store_threads_cpu() -> u64 {
 
 /// One local `set` per millisecond for `span`: the watcher and event
 /// threads' CPU share, and the checks they ran.
-fn watcher_cpu_at_one_write_per_ms(cfg: &Config, golden: &Golden, span: Duration) -> (f64, u64, usize) {
+fn watcher_cpu_at_one_write_per_ms(
+    cfg: &Config,
+    golden: &Golden,
+    span: Duration,
+) -> (f64, u64, usize) {
     let path = fresh_copy(&golden.path, &cfg.workdir, "engine-watcher-cpu");
     let targets = support::numeric_keys(&golden.leaves, ROTATION);
     let store = Options::new().open(&path).expect("open");
@@ -80,12 +93,19 @@ fn watcher_cpu_at_one_write_per_ms(cfg: &Config, golden: &Golden, span: Duration
     let cpu = store_threads_cpu().saturating_sub(cpu_before);
     let checks = store.stats().watcher_checks - checks_before;
     store.close().expect("close");
-    (cpu as f64 / elapsed.as_nanos() as f64 * 100.0, checks, writes)
+    (
+        cpu as f64 / elapsed.as_nanos() as f64 * 100.0,
+        checks,
+        writes,
+    )
 }
 
 pub fn rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
     for golden in [small, large] {
-        progress(format!("engine: set against the plain upsert at {} keys", golden.keys));
+        progress(format!(
+            "engine: set against the plain upsert at {} keys",
+            golden.keys
+        ));
         let (ours, baseline) = set_against_upsert(cfg, golden, WatchMode::default(), "events");
         let ratio = ours.median() / baseline.median();
         rows.push(
@@ -109,7 +129,10 @@ pub fn rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
     rows.push(
         Row::new(
             "engine",
-            format!("`set` with `WatchMode::Off` (no watcher thread), {} keys", large.keys),
+            format!(
+                "`set` with `WatchMode::Off` (no watcher thread), {} keys",
+                large.keys
+            ),
         )
         .timed(&off, "plain SQLite upsert, triggers included", &baseline),
     );

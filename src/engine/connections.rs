@@ -15,6 +15,10 @@ pub(crate) struct Connections {
     pub(crate) reader: Reader,
     /// The file both connections have open.
     pub(crate) file: FileId,
+    /// The database's random id from the meta table: two files at the path
+    /// over time are told apart in the log by it (a copy keeps its
+    /// original's id).
+    pub(crate) instance: Option<String>,
     side_files: SideFiles,
 }
 
@@ -39,10 +43,19 @@ impl Connections {
                 return Err(error);
             }
         };
+        let instance = writer
+            .connection()
+            .query_row(
+                "SELECT value FROM livesettings_meta WHERE name = 'instance_id'",
+                [],
+                |row| row.get(0),
+            )
+            .ok();
         let connections = Connections {
             writer,
             reader,
             file,
+            instance,
             side_files: SideFiles::record(resolved),
         };
         if file_at(path)? != Some(file) {

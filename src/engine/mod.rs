@@ -441,6 +441,10 @@ impl Core {
     /// ones as orphans, open new ones, reload everything and publish.
     fn follow_file(&self, engine: &mut Engine) -> Result<()> {
         let _follow = FollowLock::acquire(&engine.resolved);
+        let old_instance = engine
+            .connections
+            .as_ref()
+            .and_then(|old| old.instance.clone());
         if let Some(old) = engine.connections.take() {
             let replaced = !old.is_current(&self.path).unwrap_or(false);
             if replaced {
@@ -459,11 +463,17 @@ impl Core {
             });
         }
         engine.resolved = resolved(&self.path);
-        engine.connections = Some(open_connections(
-            &self.path,
-            &engine.resolved,
-            self.options.busy_timeout(),
-        )?);
+        let connections =
+            open_connections(&self.path, &engine.resolved, self.options.busy_timeout())?;
+        let show =
+            |instance: &Option<String>| instance.clone().unwrap_or_else(|| "none".to_owned());
+        log::info!(
+            "{}: following database instance {} (was {})",
+            self.path.display(),
+            show(&connections.instance),
+            show(&old_instance)
+        );
+        engine.connections = Some(connections);
         self.foreign_pass(engine, Some(ReloadReason::FileReplaced))?;
         Ok(())
     }
