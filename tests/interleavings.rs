@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crossbeam_channel::Receiver;
-use livesettings::{Error, Event, Options, Resumed, Retention, Source, Store};
+use livesettings::{Error, Event, Options, Resumed, Retention, Source};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::{PythonWriter, TempDb, connect, drain, wait_converged};
@@ -182,10 +182,11 @@ fn run(rounds: &[Round]) {
                 vec![json!(key), json!(value.to_string())],
             );
         }
-        if round.register_validator && !registered.load(Ordering::Acquire) {
-            if store.validate_json("guarded", guarded_is_valid).is_ok() {
-                registered.store(true, Ordering::Release);
-            }
+        if round.register_validator
+            && !registered.load(Ordering::Acquire)
+            && store.validate_json("guarded", guarded_is_valid).is_ok()
+        {
+            registered.store(true, Ordering::Release);
         }
         if let Some(keep) = round.prune_keep {
             store

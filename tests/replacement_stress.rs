@@ -485,13 +485,14 @@ struct RoundRead {
     log: BTreeMap<i64, (String, Option<Value>)>,
 }
 
-fn read_round(
-    path: &Path,
-) -> (
+/// When the read started, the settings, and the log (seq → key, new).
+type ReadAt = (
     u128,
     BTreeMap<String, Value>,
     BTreeMap<i64, (String, Option<Value>)>,
-) {
+);
+
+fn read_round(path: &Path) -> ReadAt {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

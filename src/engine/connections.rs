@@ -1,7 +1,7 @@
 //! The pair of connections on the file at the path, opened together and
 //! closed together, and how they leave a file that was replaced.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::db::file_id::{FileId, file_at};
@@ -15,6 +15,8 @@ pub(crate) struct Connections {
     pub(crate) reader: Reader,
     /// The file both connections have open.
     pub(crate) file: FileId,
+    /// Where that file really is (the path with symlinks resolved, at open).
+    resolved: PathBuf,
     /// The database's random id from the meta table: two files at the path
     /// over time are told apart in the log by it (a copy keeps its
     /// original's id).
@@ -55,6 +57,7 @@ impl Connections {
             writer,
             reader,
             file,
+            resolved: resolved.to_owned(),
             instance,
             side_files: SideFiles::record(resolved),
         };
@@ -78,6 +81,18 @@ impl Connections {
     pub(crate) fn close(self) {
         self.writer.close();
         self.reader.close();
+    }
+
+    /// Closes the connections on a file the path no longer leads to: as an
+    /// orphan when it is gone from where it really was (replaced or
+    /// deleted), normally when it is still there (a symlink was retargeted
+    /// or removed: its WAL must be checkpointed into it, not discarded).
+    pub(crate) fn close_left(self) {
+        if file_at(&self.resolved).ok().flatten() == Some(self.file) {
+            self.close();
+        } else {
+            self.close_orphaned(true);
+        }
     }
 
     /// Closes both connections on a file that is no longer at the path

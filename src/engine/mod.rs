@@ -433,7 +433,7 @@ impl Core {
                 "{}: the database file is gone; keeping the last loaded settings and waiting for it to come back",
                 self.path.display()
             );
-            connections.close_orphaned(true);
+            connections.close_left();
         }
     }
 
@@ -452,7 +452,7 @@ impl Core {
                     "{}: a different database file is at the path; reopening",
                     self.path.display()
                 );
-                old.close_orphaned(true);
+                old.close_left();
             } else {
                 old.close();
             }
@@ -593,7 +593,8 @@ impl Core {
             if connections.is_current(&self.path).unwrap_or(false) {
                 connections.close();
             } else {
-                connections.close_orphaned(false);
+                let _follow = FollowLock::acquire(&engine.resolved);
+                connections.close_left();
             }
         }
     }
