@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use livesettings::{Options, WatchMode};
 
-use super::micro::each;
 use super::{Config, Golden, Row, Samples, fresh_copy, progress, target};
 use crate::support;
 
@@ -16,12 +15,16 @@ const UPSERT: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2) \
 
 const ROTATION: usize = 64;
 
+/// Times `set` and the plain upsert in alternating blocks of 100, each on
+/// its own copy of the database, so that the machine's noise (this VM moves
+/// by 20–40 % between runs) falls on both alike.
 fn set_against_upsert(
     cfg: &Config,
     golden: &Golden,
     mode: WatchMode,
     name: &str,
 ) -> (Samples, Samples) {
+    const BLOCK: usize = 100;
     let path = fresh_copy(
         &golden.path,
         &cfg.workdir,
@@ -31,20 +34,42 @@ fn set_against_upsert(
     std::fs::copy(&path, &raw_path).expect("copy for the raw baseline");
     let targets = support::numeric_keys(&golden.leaves, ROTATION);
     let store = Options::new().with_watch(mode).open(&path).expect("open");
-    let ours = each(cfg.set_samples, 200, |at| {
+    let raw = support::raw_update_baseline(&raw_path);
+    let mut upsert = raw.prepare(UPSERT).expect("prepare the upsert");
+    let mut ours = Vec::with_capacity(cfg.set_samples);
+    let mut baseline = Vec::with_capacity(cfg.set_samples);
+    let mut at = 0;
+    // Warm both.
+    for _ in 0..200 {
+        at += 1;
         store
             .set(&targets[at % ROTATION], &(at as f64 + 0.5))
             .expect("set");
-    });
-    store.close().expect("close");
-    let raw = support::raw_update_baseline(&raw_path);
-    let mut upsert = raw.prepare(UPSERT).expect("prepare the upsert");
-    let baseline = each(cfg.set_samples, 200, |at| {
         upsert
             .execute((&targets[at % ROTATION], (at as f64 + 0.5).to_string()))
             .expect("upsert");
-    });
-    (ours, baseline)
+    }
+    while ours.len() < cfg.set_samples {
+        for _ in 0..BLOCK {
+            at += 1;
+            let started = Instant::now();
+            store
+                .set(&targets[at % ROTATION], &(at as f64 + 0.5))
+                .expect("set");
+            ours.push(started.elapsed().as_nanos() as f64);
+        }
+        for _ in 0..BLOCK {
+            at += 1;
+            let started = Instant::now();
+            upsert
+                .execute((&targets[at % ROTATION], (at as f64 + 0.5).to_string()))
+                .expect("upsert");
+            baseline.push(started.elapsed().as_nanos() as f64);
+        }
+    }
+    drop(upsert);
+    store.close().expect("close");
+    (Samples::new(ours), Samples::new(baseline))
 }
 
 /// CPU (ns) of this process's `livesettings-*` threads (watcher, events).

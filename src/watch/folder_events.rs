@@ -9,11 +9,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::Receiver;
 
 use crate::db::file_id::FileId;
 use crate::engine::Core;
-use crate::watch::schedule::{LOCAL_WRITES_POLL, OWN_EVENTS_WINDOW};
+use crate::watch::schedule::OWN_EVENTS_WINDOW;
 
 /// An armed watch; dropping it stops and joins its thread.
 pub(crate) struct FolderEvents {
@@ -61,6 +63,12 @@ impl FolderEvents {
         }
     }
 
+    /// Lets the event thread read again after a burst of local writes.
+    pub(crate) fn resume(&self) {
+        #[cfg(target_os = "linux")]
+        self.linux.resume();
+    }
+
     /// Whether every watched folder is still the one at its path.
     pub(crate) fn is_current(&self) -> bool {
         #[cfg(target_os = "linux")]
@@ -101,11 +109,11 @@ fn deliver(core: &Core) -> bool {
 
 /// While the store's own writes go on, the event thread stops reading: the
 /// kernel then merges the writes' identical events into one queued event
-/// and wakes nobody, instead of waking this thread for every commit.
-fn hold_while_writing(core: &Core, stop: &AtomicBool) {
-    while core.activity.is_recent(OWN_EVENTS_WINDOW) && !stop.load(Ordering::Acquire) {
-        std::thread::sleep(LOCAL_WRITES_POLL);
-    }
+/// and wakes nobody, instead of waking this thread for every commit. The
+/// watcher, which looks when the writes pause, resumes it (so only one
+/// thread keeps time during a burst); dropping the events resumes it too.
+fn hold_while_writing(resume: &Receiver<()>) {
+    let _ = resume.recv();
 }
 
 #[cfg(target_os = "linux")]
@@ -114,6 +122,8 @@ mod linux {
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crossbeam_channel::{Receiver, Sender};
     use std::thread::JoinHandle;
 
     use nix::errno::Errno;
@@ -127,10 +137,19 @@ mod linux {
         watches: Vec<WatchDescriptor>,
         stop: Arc<AtomicBool>,
         running: Arc<AtomicBool>,
+        /// Resumes reading after a burst of local writes (dropped first on
+        /// drop, which resumes it too).
+        resume: Option<Sender<()>>,
         thread: Option<JoinHandle<()>>,
     }
 
     impl Armed {
+        pub(super) fn resume(&self) {
+            if let Some(resume) = &self.resume {
+                let _ = resume.try_send(());
+            }
+        }
+
         pub(super) fn start(
             core: Arc<Core>,
             targets: Vec<(PathBuf, Vec<String>)>,
@@ -172,10 +191,11 @@ mod linux {
             let running = Arc::new(AtomicBool::new(true));
             let reader = Arc::clone(&inotify);
             let (stopping, still_running) = (Arc::clone(&stop), Arc::clone(&running));
+            let (resume, resumed) = crossbeam_channel::bounded(1);
             let thread = std::thread::Builder::new()
                 .name("livesettings-events".to_owned())
                 .spawn(move || {
-                    read_loop(&core, &reader, &names, &stopping);
+                    read_loop(&core, &reader, &names, &stopping, &resumed);
                     still_running.store(false, Ordering::Release);
                     // Whatever ended the loop, the watcher must look.
                     let _ = core.hints.0.try_send(());
@@ -187,6 +207,7 @@ mod linux {
                 watches,
                 stop,
                 running,
+                resume: Some(resume),
                 thread: Some(thread),
             })
         }
@@ -201,6 +222,7 @@ mod linux {
         inotify: &Inotify,
         names: &[(WatchDescriptor, Vec<OsString>)],
         stop: &AtomicBool,
+        resumed: &Receiver<()>,
     ) {
         let mut live = names.len();
         loop {
@@ -243,7 +265,7 @@ mod linux {
                 relevant |= watched;
             }
             if relevant && deliver(core) {
-                hold_while_writing(core, stop);
+                hold_while_writing(resumed);
             }
             if live == 0 {
                 return; // Every watched folder is gone: nothing more can come.
@@ -254,6 +276,7 @@ mod linux {
     impl Drop for Armed {
         fn drop(&mut self) {
             self.stop.store(true, Ordering::Release);
+            drop(self.resume.take());
             for wd in &self.watches {
                 // Queues IN_IGNORED, which wakes the blocked read. Fails when
                 // the folder is gone (the kernel removed the watch already).

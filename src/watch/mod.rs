@@ -113,6 +113,9 @@ fn run(
             // The writes paused: look once, then the sparse tail in case a
             // foreign commit was pending behind them.
             core.activity.deferred.store(false, Ordering::Release);
+            if let Some(folder) = &folder {
+                folder.resume();
+            }
             backoff = Some(AFTER_LOCAL_WRITES);
             hinted = false;
         } else if hinted {

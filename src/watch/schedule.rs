@@ -20,10 +20,10 @@ use std::time::Duration;
 /// How long after a local commit its own file events are expected.
 pub(crate) const OWN_EVENTS_WINDOW: Duration = Duration::from_millis(2);
 
-/// How often the watcher and the event thread look whether a burst of
-/// local writes is over (each local write applies foreign commits itself
-/// meanwhile).
-pub(crate) const LOCAL_WRITES_POLL: Duration = Duration::from_millis(5);
+/// How often the watcher looks whether a burst of local writes is over
+/// (each local write applies foreign commits itself meanwhile): at most
+/// this late, a foreign commit that was pending behind the burst is seen.
+pub(crate) const LOCAL_WRITES_POLL: Duration = Duration::from_millis(10);
 
 /// The step of the schedule a check after a burst of local writes starts
 /// at: the 1 ms steps and the sparse tail.
