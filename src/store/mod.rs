@@ -391,6 +391,9 @@ impl Drop for Store {
                 log::error!("{error}");
             }
         }
+        // Not left to the connections' own drop: a file replaced meanwhile
+        // must be closed as an orphan (see `close_connections`).
+        self.core.close_connections();
     }
 }
 

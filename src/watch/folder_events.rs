@@ -19,6 +19,8 @@ use crate::watch::schedule::OWN_EVENTS_WINDOW;
 
 /// An armed watch; dropping it stops and joins its thread.
 pub(crate) struct FolderEvents {
+    /// The database path with symlinks resolved, when armed.
+    resolved: PathBuf,
     folders: Vec<(PathBuf, Option<FileId>)>,
     #[cfg(target_os = "linux")]
     linux: linux::Armed,
@@ -53,11 +55,15 @@ impl FolderEvents {
         #[cfg(target_os = "linux")]
         {
             let linux = linux::Armed::start(Arc::clone(core), targets)?;
-            Some(FolderEvents { folders, linux })
+            Some(FolderEvents {
+                resolved,
+                folders,
+                linux,
+            })
         }
         #[cfg(not(target_os = "linux"))]
         {
-            let _ = (folders, targets);
+            let _ = (resolved, folders, targets);
             log::info!("file events are implemented for Linux only; polling");
             None
         }
@@ -69,10 +75,15 @@ impl FolderEvents {
         self.linux.resume();
     }
 
-    /// Whether every watched folder is still the one at its path.
-    pub(crate) fn is_current(&self) -> bool {
+    /// Whether every watched folder is still the one at its path, and the
+    /// database still resolves to the same place (a symlink retargeted
+    /// elsewhere needs the other folder watched).
+    pub(crate) fn is_current(&self, core: &Core) -> bool {
         #[cfg(target_os = "linux")]
         if !self.linux.is_running() {
+            return false;
+        }
+        if core.resolved_path() != self.resolved {
             return false;
         }
         self.folders

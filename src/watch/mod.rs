@@ -154,7 +154,7 @@ fn run(
         if use_events && !hinted && backoff.is_none() {
             // On slow ticks, re-arm when a folder was removed or replaced, or
             // the path now resolves elsewhere.
-            if folder.as_ref().is_none_or(|armed| !armed.is_current()) {
+            if folder.as_ref().is_none_or(|armed| !armed.is_current(core)) {
                 drop(folder.take());
                 folder = FolderEvents::arm(core);
             }
