@@ -1,13 +1,11 @@
 //! The builder for opening a store.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::db::history::Retention;
 use crate::error::{Error, Result};
-use crate::store::Store;
 
 /// How the store notices commits by other connections and processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +43,7 @@ impl WatchMode {
     }
 }
 
-/// Options for [`Store`]; `Options::new().open(path)` is [`Store::open`].
+/// Options for [`Store`](crate::Store); `Options::new().open(path)` is [`Store::open`](crate::Store::open).
 ///
 /// ```
 /// use std::time::Duration;
@@ -140,7 +138,7 @@ impl Options {
     }
 
     /// Prunes the change log to `retention` at open (see
-    /// [`Store::prune`] to prune later).
+    /// [`Store::prune`](crate::Store::prune) to prune later).
     #[must_use]
     pub fn with_retention(mut self, retention: Retention) -> Self {
         self.retention = Some(retention);
@@ -182,17 +180,9 @@ impl Options {
         self.file_mode
     }
 
-    /// Opens (creating if needed) the database at `path` with these options.
-    ///
-    /// # Errors
-    /// [`Error::InvalidOption`] for an out-of-range option, and the errors of
-    /// [`Store::open`].
-    pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
-        self.validate()?;
-        Store::open_with(path.as_ref(), self)
-    }
-
-    fn validate(&self) -> Result<()> {
+    /// Refuses out-of-range options ([`Options::open`], in `store/`, calls
+    /// it first).
+    pub(crate) fn validate(&self) -> Result<()> {
         let invalid = |option, reason: &str| {
             Err(Error::InvalidOption {
                 option,

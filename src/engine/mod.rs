@@ -24,6 +24,7 @@
 //! no lock. A thread inside the engine (a `write` closure) that calls back
 //! into the store gets [`Error::Reentrant`].
 
+pub(crate) mod catch_up;
 pub(crate) mod connections;
 pub(crate) mod pass;
 pub(crate) mod reader;
@@ -50,8 +51,9 @@ use crate::live::LiveRegistry;
 use crate::options::Options;
 use crate::snapshot::Snapshot;
 use crate::stats::Counters;
+use catch_up::catch_up;
 use connections::Connections;
-use pass::{Pass, Position, add_own_rows, catch_up};
+use pass::{Pass, Position, add_own_rows};
 use reentrancy::Entered;
 use validators::{Check, Validators};
 use writer::{Writer, stamp_own_rows};

@@ -384,6 +384,18 @@ impl Store {
     }
 }
 
+impl Options {
+    /// Opens (creating if needed) the database at `path` with these options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for an out-of-range option, and the errors of
+    /// [`Store::open`].
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Store> {
+        self.validate()?;
+        Store::open_with(path.as_ref(), self)
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         if let Some(watcher) = self.watcher.take() {
