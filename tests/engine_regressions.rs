@@ -1539,3 +1539,35 @@ fn retargeting_the_symlink_a_store_opened_keeps_its_writes_in_the_real_file() {
     let contents = real_file_after_the_link_changes(true);
     assert_eq!(contents.get("a.x"), Some(&json!(1)), "{contents:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Placement is checked against the database as the write's transaction sees it
+
+/// Another process created `p.a.deep` and this store has not applied it yet
+/// (no watcher): `set("p.a", …)` must still be refused, because the check
+/// runs on the snapshot caught up inside the write's own transaction, not on
+/// the one loaded before it began.
+#[test]
+fn a_set_is_placed_against_foreign_keys_the_store_has_not_applied_yet() {
+    let db = TempDb::new();
+    let store = Options::new()
+        .with_watch(WatchMode::Off)
+        .open(&db.path)
+        .unwrap();
+    store.set("p.other", &1).unwrap();
+    sqlite3(
+        &db.path,
+        "INSERT INTO settings (key, value) VALUES ('p.a.deep', '1')",
+    );
+    assert!(!store.contains("p.a.deep"), "the store has not looked yet");
+    let refused = store.set("p.a", &2);
+    assert!(
+        matches!(refused, Err(Error::Conflict { .. })),
+        "a key above a foreign key must be refused: {refused:?}"
+    );
+    let contents = db_contents(&db.path);
+    assert!(!contents.contains_key("p.a"), "{contents:?}");
+    // And the write's catch-up applied the foreign key.
+    store.set("p.other", &3).unwrap();
+    assert_eq!(store.get::<i64>("p.a.deep").unwrap(), Some(1));
+}
