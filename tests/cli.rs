@@ -161,6 +161,7 @@ fn watch_json_reports_ready_then_each_foreign_change_and_exits_on_sigint() {
             "key": "physics.iterations",
             "old": 100,
             "new": null,
+            "deleted": true,
             "source": "external",
         })
     );

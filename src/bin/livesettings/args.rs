@@ -37,7 +37,8 @@ pub enum Command {
     Set {
         /// A dotted key
         key: String,
-        /// A JSON value (strings in double quotes)
+        /// A JSON value (strings in double quotes); negative numbers need no `--`
+        #[arg(allow_negative_numbers = true)]
         value: String,
     },
     /// Remove KEY (with --recursive, also every key below it)

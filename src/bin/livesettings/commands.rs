@@ -8,31 +8,35 @@ use livesettings::{Error, Options, Retention, Rules, Store, WatchMode};
 use serde_json::Value;
 
 use crate::args::{Cli, Command, SchemaArg, Seed};
+use crate::failure::{Failure, note, out};
 use crate::output;
 
 /// The VisionFlow settings tree, used to seed an empty database by default.
 const DEMO_DEFAULTS: &str = include_str!("../../../examples/visionflow-settings.json");
 
-pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let path = cli.db_path();
     match cli.command {
         Command::Init { seed } => {
             let store = open(&path, WatchMode::Off)?;
             seed_defaults(&store, &seed)?;
-            println!("{} keys in {}", store.snapshot().len(), path.display());
+            out(&format!(
+                "{} keys in {}",
+                store.snapshot().len(),
+                path.display()
+            ))?;
             store.close()?;
         }
         Command::Get { key } => {
             livesettings::validate_prefix(&key)?;
             let store = open_existing(&path)?;
             match store.subtree(&key)? {
-                Some(value) => println!("{}", pretty(&value)),
+                Some(value) => out(&pretty(&value))?,
                 None => {
-                    eprintln!(
-                        "livesettings: no key or section '{key}' in {}",
+                    return Err(Failure::Missing(format!(
+                        "no key or section '{key}' in {}",
                         path.display()
-                    );
-                    return Ok(ExitCode::from(1));
+                    )));
                 }
             }
         }
@@ -46,6 +50,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                     "'{value}' is not JSON ({error}); a string needs JSON quotes, e.g. '\"{value}\"'"
                 ),
             })?;
+            if parsed.is_object() && !has_leaf(&parsed) {
+                return Err(Failure::Missing(format!(
+                    "nothing to set: '{value}' holds no value (an object writes the section below '{key}', and an empty one writes nothing)"
+                )));
+            }
             let store = open(&path, WatchMode::Off)?;
             let commit = if parsed.is_object() {
                 // `set a.b '{"c":1}'` writes the section below a.b.
@@ -55,7 +64,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 store.set(&key, &parsed)?
             };
-            println!("{}", commit.seq);
+            out(&commit.seq.to_string())?;
         }
         Command::Unset { key, recursive } => {
             livesettings::validate_prefix(&key)?;
@@ -65,24 +74,29 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 livesettings::validate_key(&key)?;
                 if !store.contains(&key) {
-                    eprintln!(
-                        "livesettings: no key '{key}' in {} (use --recursive for a section)",
-                        path.display()
-                    );
-                    return Ok(ExitCode::from(1));
+                    return Err(Failure::Missing(missing_key(&key, &path)));
                 }
                 store.unset(&key)?
             };
-            println!("{}", commit.seq);
+            // Judged by what the transaction removed: a key another writer
+            // removed just before counts as missing, and nothing was written.
+            if commit.changes == 0 {
+                return Err(Failure::Missing(if recursive {
+                    format!("no key at or below '{key}' in {}", path.display())
+                } else {
+                    missing_key(&key, &path)
+                }));
+            }
+            out(&commit.seq.to_string())?;
         }
         Command::Import { file } => {
             let document = read_document(&file)?;
             let store = open(&path, WatchMode::Off)?;
             let commit = store.merge_json(&document)?;
-            eprintln!(
+            note(&format!(
                 "imported: {} keys changed, seq {}",
                 commit.changes, commit.seq
-            );
+            ));
         }
         Command::Export { prefix } => {
             let prefix = prefix.unwrap_or_default();
@@ -91,7 +105,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let tree = store
                 .subtree(&prefix)?
                 .unwrap_or_else(|| Value::Object(Default::default()));
-            println!("{}", pretty(&tree));
+            out(&pretty(&tree))?;
         }
         Command::Watch {
             prefix,
@@ -107,12 +121,28 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 },
                 None => WatchMode::default(),
             };
+            let prefix = prefix.unwrap_or_default();
+            livesettings::validate_prefix(&prefix)?;
+            // Read before anything is written, so a bad file writes nothing.
+            let rules = load_rules(&path, &schema)?;
             let store = open(&path, mode)?;
+            if let Some(seq) = from {
+                // Before seeding: a seq beyond the log must not become valid
+                // through the seeded rows (and a failed command writes
+                // nothing). The log only grows, so `subscribe_from` cannot
+                // then refuse it (its Error::UnknownSeq would exit 1 too).
+                let newest = newest_seq(&store)?;
+                if seq > newest {
+                    return Err(Failure::Missing(format!(
+                        "seq {seq} is not in the change log (the newest is {newest})"
+                    )));
+                }
+            }
             seed_defaults(&store, &seed)?;
-            if let Some(rules) = load_rules(&path, &schema)? {
+            if let Some(rules) = rules {
                 store.validate_rules(&rules)?;
             }
-            output::watch(store, &prefix.unwrap_or_default(), json, from)?;
+            output::watch(store, &prefix, json, from)?;
         }
         Command::History {
             key,
@@ -126,65 +156,93 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 store.history(&key, limit)?
             };
+            if entries.is_empty() && limit > 0 {
+                // No rows for KEY itself: a section (keys below it now, or
+                // rows below it in the log) needs --prefix; a key that is
+                // neither there nor in the log is a missing target.
+                let below =
+                    !store.keys(&key).is_empty() || !store.history_prefix(&key, 1)?.is_empty();
+                if !prefix && below {
+                    return Err(Failure::Missing(format!(
+                        "'{key}' is a section, not a key: use `history {key} --prefix` for the keys below it"
+                    )));
+                }
+                if !below && !store.contains(&key) {
+                    return Err(Failure::Missing(format!(
+                        "no key or section '{key}' in {} and no history for it",
+                        path.display()
+                    )));
+                }
+            }
             for entry in entries {
-                println!("{}", output::history_line(&entry, json));
+                out(&output::history_line(&entry, json))?;
             }
         }
         Command::Revert { seq, to } => {
             let store = open(&path, WatchMode::Off)?;
             let commit = if to {
-                store.revert_to(seq)?
+                let commit = store.revert_to(seq)?;
+                // `revert_to` of a seq after the newest changes nothing; the
+                // write caught up with the log first, so a seq beyond
+                // `commit.seq` was not in the log when it ran.
+                if commit.changes == 0 && seq > commit.seq {
+                    return Err(Failure::Missing(format!(
+                        "seq {seq} is not in the change log (the newest is {})",
+                        commit.seq
+                    )));
+                }
+                commit
             } else {
                 store.revert(seq)?
             };
-            println!("{}", commit.seq);
+            out(&commit.seq.to_string())?;
         }
         Command::Prune { keep, older_than } => {
             if keep.is_none() && older_than.is_none() {
-                return Err(Error::InvalidOption {
+                return Err(Failure::Error(Error::InvalidOption {
                     option: "prune",
                     reason: "give --keep N and/or --older-than SECS".to_owned(),
-                });
+                }));
             }
             let store = open(&path, WatchMode::Off)?;
             let deleted = store.prune(Retention {
                 keep_last: keep,
                 max_age: older_than.map(std::time::Duration::from_secs),
             })?;
-            println!("{deleted}");
+            out(&deleted.to_string())?;
         }
         Command::Check { schema } => {
             let store = open_existing(&path)?;
             let Some(rules) = load_rules(&path, &schema)? else {
-                println!(
+                out(&format!(
                     "no schemas registered (give --schema FILE, set SETTINGS_SCHEMA_PATH, or put {} beside the database)",
                     schema_default(&path).display()
-                );
+                ))?;
                 return Ok(ExitCode::SUCCESS);
             };
             let violations = rules.check(&store.snapshot());
             for violation in &violations {
-                println!(
+                out(&format!(
                     "{}: {} is {}",
                     violation.key, violation.value, violation.reason
-                );
+                ))?;
             }
             if !violations.is_empty() {
-                eprintln!(
+                note(&format!(
                     "livesettings: {} settings break the rules",
                     violations.len()
-                );
+                ));
                 return Ok(ExitCode::from(1));
             }
-            println!(
+            out(&format!(
                 "ok: {} keys checked against {} rules",
                 store.snapshot().len(),
                 rules.rules.len()
-            );
+            ))?;
         }
         Command::Stats => {
             let store = open_existing(&path)?;
-            println!("{}", pretty(&output::stats_json(&store.stats())));
+            out(&pretty(&output::stats_json(&store.stats())))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -210,6 +268,32 @@ fn open(path: &Path, watch: WatchMode) -> Result<Store, Error> {
         .with_origin("livesettings-cli")
         .with_watch(watch)
         .open(path)
+}
+
+/// The newest position in the log (or the snapshot's, if the log was pruned
+/// empty): one indexed row read.
+fn newest_seq(store: &Store) -> Result<i64, Error> {
+    let logged = store
+        .history_prefix("", 1)?
+        .last()
+        .map_or(0, |entry| entry.seq);
+    Ok(logged.max(store.snapshot().seq()))
+}
+
+fn missing_key(key: &str, path: &Path) -> String {
+    format!(
+        "no key '{key}' in {} (use --recursive for a section)",
+        path.display()
+    )
+}
+
+/// Whether a JSON tree holds at least one leaf (`{}` and `{"a": {}}` hold
+/// none: writing them changes nothing).
+fn has_leaf(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.values().any(has_leaf),
+        _ => true,
+    }
 }
 
 /// Inserts missing keys from --defaults, or the demo tree into an empty

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod failure;
 mod output;
 
 use std::process::ExitCode;
@@ -11,14 +12,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = args::Cli::parse();
     init_logging(args.verbose);
-    match commands::run(args) {
-        Ok(code) => code,
-        Err(error) => {
-            // One line: the library's messages already carry their cause.
-            eprintln!("livesettings: {error}");
-            ExitCode::from(2)
-        }
-    }
+    commands::run(args).unwrap_or_else(failure::Failure::report)
 }
 
 /// `-v` raises the level one step from warnings; `RUST_LOG` (error, warn,

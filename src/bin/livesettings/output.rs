@@ -1,7 +1,6 @@
 //! Printing: the `watch` loop and its line formats.
 
-use std::collections::BTreeSet;
-use std::io::Write;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,16 +8,26 @@ use crossbeam_channel::select;
 use livesettings::{Change, Error, Event, HistoryEntry, Resumed, Snapshot, Stats, Store};
 use serde_json::{Value, json};
 
+use crate::failure::{Failure, out as line};
+
 /// Prints every event under `prefix` until Ctrl-C or SIGTERM, then closes the
 /// store (joining its watcher) and returns.
-pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Result<(), Error> {
+pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Result<(), Failure> {
+    // Replayed changes print the time they were committed at.
+    let mut replayed = Replayed::default();
     let (events, snapshot) = match from {
         None => {
             let (snapshot, events) = store.subscribe_with_snapshot(prefix)?;
             (events, snapshot)
         }
         Some(seq) => match store.subscribe_from(prefix, seq)? {
-            Resumed::Replayed(events) => (events, store.snapshot()),
+            Resumed::Replayed(events) => {
+                let snapshot = store.snapshot();
+                if !as_json {
+                    replayed = Replayed::read(&store, prefix, seq, snapshot.seq(), events.len())?;
+                }
+                (events, snapshot)
+            }
             Resumed::Compacted {
                 oldest,
                 snapshot,
@@ -71,7 +80,12 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
                 if let Event::Change(change) = &event {
                     view = Arc::new(view.with_change(&change.key, change.new.clone())?);
                 }
-                for text in if as_json { json_lines(&event) } else { human_lines(&event) } {
+                let texts = if as_json {
+                    json_lines(&event)
+                } else {
+                    human_lines(&event, replayed.at(event.seq()))
+                };
+                for text in texts {
                     line(&text)?;
                 }
                 if matches!(event, Event::Lagged { .. }) {
@@ -87,12 +101,12 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
             }
         }
     }
-    store.close()
+    Ok(store.close()?)
 }
 
 /// After a lag: prints every key under `prefix` that differs between what
 /// was printed and `now`, then a `resync` line.
-fn resync(prefix: &str, view: &Snapshot, now: &Snapshot, as_json: bool) -> Result<(), Error> {
+fn resync(prefix: &str, view: &Snapshot, now: &Snapshot, as_json: bool) -> Result<(), Failure> {
     let mut keys: BTreeSet<&str> = view.keys(prefix).collect();
     keys.extend(now.keys(prefix));
     let mut changed = 0;
@@ -110,17 +124,9 @@ fn resync(prefix: &str, view: &Snapshot, now: &Snapshot, as_json: bool) -> Resul
             source: livesettings::Source::External,
         };
         let text = if as_json {
-            json!({
-                "event": "change",
-                "seq": change.seq,
-                "key": change.key,
-                "old": change.old,
-                "new": change.new,
-                "source": "resync",
-            })
-            .to_string()
+            change_json(&change, "resync").to_string()
         } else {
-            human_lines(&Event::Change(change))
+            human_lines(&Event::Change(change), None)
                 .concat()
                 .replace("(external,", "(resync,")
         };
@@ -138,29 +144,79 @@ fn resync(prefix: &str, view: &Snapshot, now: &Snapshot, as_json: bool) -> Resul
     line(&text)
 }
 
-fn line(text: &str) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Io {
-            context: "cannot write to stdout".to_owned(),
-            source,
-        })
+/// The commit times of the replayed log rows, by seq.
+#[derive(Default)]
+struct Replayed {
+    /// The last seq the replay may hold (the snapshot's right after
+    /// subscribing: later events are live).
+    upto: i64,
+    at: HashMap<i64, String>,
+}
+
+impl Replayed {
+    /// Reads the times of the rows under `prefix` after `after`, up to
+    /// `upto`: the newest rows under the prefix, as many as are queued
+    /// (`queued`, the replay and maybe a few live events), more only when
+    /// live rows crowded out the oldest replayed ones.
+    fn read(
+        store: &Store,
+        prefix: &str,
+        after: i64,
+        upto: i64,
+        queued: usize,
+    ) -> Result<Replayed, Error> {
+        let mut at = HashMap::new();
+        if upto <= after {
+            return Ok(Replayed { upto, at });
+        }
+        let mut limit = queued.saturating_add(16);
+        loop {
+            let entries = store.history_prefix(prefix, limit)?;
+            let complete = entries.len() < limit
+                || entries.first().is_none_or(|oldest| oldest.seq <= after + 1);
+            if complete {
+                at.extend(
+                    entries
+                        .into_iter()
+                        .filter(|entry| entry.seq > after && entry.seq <= upto)
+                        .map(|entry| (entry.seq, entry.at)),
+                );
+                return Ok(Replayed { upto, at });
+            }
+            limit = limit.saturating_mul(2);
+        }
+    }
+
+    /// The commit time to print for an event at `seq`: a replayed row's,
+    /// else none (live: the current time).
+    fn at(&self, seq: i64) -> Option<&str> {
+        if seq > self.upto {
+            return None;
+        }
+        self.at.get(&seq).map(String::as_str)
+    }
+}
+
+/// A change line of `watch --json`. A removed key has `"new": null` (as a
+/// JSON null value has) and `"deleted": true` to tell the two apart.
+fn change_json(change: &Change, source: &str) -> Value {
+    let mut object = json!({
+        "event": "change",
+        "seq": change.seq,
+        "key": change.key,
+        "old": change.old,
+        "new": change.new,
+        "source": source,
+    });
+    if change.new.is_none() {
+        object["deleted"] = Value::Bool(true);
+    }
+    object
 }
 
 fn json_lines(event: &Event) -> Vec<String> {
     match event {
-        Event::Change(change) => vec![
-            json!({
-                "event": "change",
-                "seq": change.seq,
-                "key": change.key,
-                "old": change.old,
-                "new": change.new,
-                "source": change.source.as_str(),
-            })
-            .to_string(),
-        ],
+        Event::Change(change) => vec![change_json(change, change.source.as_str()).to_string()],
         Event::Reloaded { reason, seq } => {
             vec![json!({"event": "reload", "reason": reason.as_str(), "seq": seq}).to_string()]
         }
@@ -179,15 +235,16 @@ fn json_lines(event: &Event) -> Vec<String> {
     }
 }
 
-fn human_lines(event: &Event) -> Vec<String> {
-    let now = utc_now();
-    let show = |value: &Option<Value>| value.as_ref().map_or("∅".to_owned(), Value::to_string);
+/// The lines of `watch` for `event`, stamped with `at` (a replayed row's
+/// commit time), else the current time.
+fn human_lines(event: &Event, at: Option<&str>) -> Vec<String> {
+    let now = at.map_or_else(utc_now, str::to_owned);
     match event {
         Event::Change(change) => vec![format!(
             "{now}  {}  {} → {}  ({}, seq {})",
             change.key,
-            show(&change.old),
-            show(&change.new),
+            show_old(&change.old),
+            show_new(&change.new),
             change.source,
             change.seq
         )],
@@ -219,16 +276,28 @@ pub fn history_line(entry: &HistoryEntry, as_json: bool) -> String {
         })
         .to_string();
     }
-    let show = |value: &Option<Value>| value.as_ref().map_or("∅".to_owned(), Value::to_string);
     format!(
         "{:>8}  {}  {}  {} → {}  ({})",
         entry.seq,
         entry.at,
         entry.key,
-        show(&entry.old),
-        show(&entry.new),
+        show_old(&entry.old),
+        show_new(&entry.new),
         entry.origin
     )
+}
+
+/// A value before a change: `∅` when the key did not exist.
+fn show_old(value: &Option<Value>) -> String {
+    value.as_ref().map_or("∅".to_owned(), Value::to_string)
+}
+
+/// A value after a change: `(removed)` when the key was removed (a JSON
+/// null prints as `null`).
+fn show_new(value: &Option<Value>) -> String {
+    value
+        .as_ref()
+        .map_or("(removed)".to_owned(), Value::to_string)
 }
 
 pub fn stats_json(stats: &Stats) -> Value {

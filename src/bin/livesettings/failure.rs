@@ -1,0 +1,76 @@
+//! Why a command failed, its exit status, and the only ways the commands
+//! write to stdout and stderr (none of which can panic).
+
+use std::io::{ErrorKind, Write};
+use std::process::ExitCode;
+
+use livesettings::Error;
+
+/// The exit status when stdout's reader went away (`… | head`): what a
+/// process killed by SIGPIPE reports to its shell (128 + 13).
+const CLOSED_PIPE: u8 = 141;
+
+/// A failed command. Each is reported in at most one line on stderr.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error from the library: exit 2, except a seq that is not in the
+    /// change log (a missing target, like [`Failure::Missing`]): exit 1.
+    Error(Error),
+    /// The command's target is not there, or there was nothing to do: the
+    /// message, exit 1.
+    Missing(String),
+    /// Stdout's reader closed the pipe: no message, exit 141.
+    ClosedPipe,
+    /// Stdout cannot be written (a full disk, an I/O error): exit 1.
+    Stdout(std::io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Error(error)
+    }
+}
+
+impl Failure {
+    /// Reports the failure on stderr and returns the exit status.
+    pub fn report(self) -> ExitCode {
+        match self {
+            Failure::Error(error @ Error::UnknownSeq { .. }) => {
+                note(&format!("livesettings: {error}"));
+                ExitCode::from(1)
+            }
+            Failure::Error(error) => {
+                // One line: the library's messages already carry their cause.
+                note(&format!("livesettings: {error}"));
+                ExitCode::from(2)
+            }
+            Failure::Missing(message) => {
+                note(&format!("livesettings: {message}"));
+                ExitCode::from(1)
+            }
+            Failure::ClosedPipe => ExitCode::from(CLOSED_PIPE),
+            Failure::Stdout(error) => {
+                note(&format!("livesettings: cannot write to stdout: {error}"));
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// Writes one line to stdout and flushes it (`watch` prints as it goes, and
+/// a write error must surface here, not in a destructor).
+pub fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|error| match error.kind() {
+            ErrorKind::BrokenPipe => Failure::ClosedPipe,
+            _ => Failure::Stdout(error),
+        })
+}
+
+/// Writes one line to stderr; a stderr that cannot be written is ignored
+/// (there is nowhere left to report it).
+pub fn note(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
