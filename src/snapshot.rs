@@ -130,18 +130,12 @@ impl Snapshot {
     /// The value at `key`, deserialized. `Ok(None)` when the key is absent.
     ///
     /// # Errors
-    /// [`Error::Decode`] when the stored value does not fit `T`.
+    /// [`Error::Decode`] when the stored value does not fit `T`; its key is
+    /// the path of the part that does not fit (`physics.sizes[2]`).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.index.get(key) {
             None => Ok(None),
-            Some(value) => {
-                T::deserialize(value.as_ref())
-                    .map(Some)
-                    .map_err(|source| Error::Decode {
-                        key: key.to_owned(),
-                        source,
-                    })
-            }
+            Some(value) => decode(key, value.as_ref()).map(Some),
         }
     }
 
@@ -210,16 +204,15 @@ impl Snapshot {
     /// their defaults.
     ///
     /// # Errors
-    /// [`Error::Decode`] when the section does not fit `T`,
+    /// [`Error::Decode`] when the section does not fit `T`, with the
+    /// dotted path of the field that does not fit as its key
+    /// (`server.port: invalid type: string "x", expected u16`);
     /// [`Error::Conflict`] when it cannot be rebuilt.
     pub fn section<T: DeserializeOwned>(&self, prefix: &str) -> Result<T> {
         let tree = self
             .subtree(prefix)?
             .unwrap_or_else(|| Value::Object(Default::default()));
-        T::deserialize(tree).map_err(|source| Error::Decode {
-            key: prefix.to_owned(),
-            source,
-        })
+        decode(prefix, tree)
     }
 
     pub(crate) fn entry(&self, key: &str) -> Option<&Arc<Value>> {
@@ -253,6 +246,28 @@ impl Snapshot {
         }
         next
     }
+}
+
+/// Deserializes `value`, read at `key`, into `T`; an error names the path
+/// of the part that does not fit, below `key`.
+fn decode<'de, T: serde::Deserialize<'de>>(
+    key: &str,
+    value: impl serde::Deserializer<'de, Error = serde_json::Error>,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let key = match path.as_str() {
+            // The value itself does not fit.
+            "." => key.to_owned(),
+            _ if key.is_empty() => path,
+            _ if path.starts_with('[') => format!("{key}{path}"),
+            _ => format!("{key}.{path}"),
+        };
+        Error::Decode {
+            key,
+            source: error.into_inner(),
+        }
+    })
 }
 
 #[cfg(test)]

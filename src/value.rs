@@ -14,7 +14,16 @@ use crate::key::{join, validate_key};
 /// Largest value, in bytes of JSON text.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
-/// Deepest nesting of arrays and objects inside one value.
+/// Deepest nesting of arrays and objects inside one value, in levels.
+///
+/// A level is one array or object: a scalar (`1`, `"x"`, `null`) has 0
+/// levels, `[1]` and `{"a": 1}` have 1, `[[1]]` has 2 and `[{"a": [1]}]`
+/// has 3; a value's depth is that of its deepest member. Values of at most
+/// `MAX_VALUE_DEPTH` (64) levels are accepted, deeper ones refused with
+/// [`Error::InvalidValue`]: by [`Store::set`](crate::Store::set), by
+/// [`Store::merge_json`](crate::Store::merge_json) (where the objects of the
+/// document above a leaf are sections, not levels of the leaf) and when a
+/// value written to the database by another program is read back.
 pub const MAX_VALUE_DEPTH: usize = 64;
 
 /// Flattens a nested JSON object into sorted `(dotted key, leaf)` pairs, each
@@ -127,23 +136,40 @@ fn conflict_at(prefix: &str, relative: &str) -> Error {
     }
 }
 
-/// Checks a leaf's size and nesting depth without recursion.
+/// Checks a leaf's nesting depth (see [`MAX_VALUE_DEPTH`]) without
+/// recursion.
 pub(crate) fn check_value(key: &str, value: &Value) -> Result<()> {
-    let mut stack = vec![(value, 1usize)];
-    while let Some((node, depth)) = stack.pop() {
-        if depth > MAX_VALUE_DEPTH {
-            return Err(Error::InvalidValue {
-                key: shorten(key),
-                reason: format!("nested deeper than {MAX_VALUE_DEPTH} levels"),
-            });
-        }
+    check_depth(key, value).map(|_| ())
+}
+
+/// Checks the depth like [`check_value`] and tells whether the value holds
+/// a floating-point number (the only kind an oversized integer literal can
+/// have become).
+fn check_depth(key: &str, value: &Value) -> Result<bool> {
+    // Each entry: a node and the number of arrays and objects around it.
+    let mut stack = vec![(value, 0usize)];
+    let mut has_float = false;
+    while let Some((node, around)) = stack.pop() {
         match node {
-            Value::Array(items) => stack.extend(items.iter().map(|item| (item, depth + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|item| (item, depth + 1))),
+            Value::Array(_) | Value::Object(_) => {
+                let level = around + 1;
+                if level > MAX_VALUE_DEPTH {
+                    return Err(Error::InvalidValue {
+                        key: shorten(key),
+                        reason: format!("nested deeper than {MAX_VALUE_DEPTH} levels"),
+                    });
+                }
+                match node {
+                    Value::Array(items) => stack.extend(items.iter().map(|item| (item, level))),
+                    Value::Object(map) => stack.extend(map.values().map(|item| (item, level))),
+                    _ => {}
+                }
+            }
+            Value::Number(number) => has_float |= number.is_f64(),
             _ => {}
         }
     }
-    Ok(())
+    Ok(has_float)
 }
 
 /// Serializes a checked leaf to the JSON text stored in the `value` column.
@@ -162,7 +188,9 @@ pub(crate) fn to_stored_text(key: &str, value: &Value) -> Result<String> {
     Ok(text)
 }
 
-/// Parses JSON text read from the database or given by a user.
+/// Parses JSON text read from the database: at most [`MAX_VALUE_BYTES`],
+/// [`MAX_VALUE_DEPTH`] levels, and no integer that a JSON number cannot
+/// hold exactly (see [`parse_json_value`]).
 pub(crate) fn parse_stored_text(key: &str, text: &str) -> Result<Value> {
     if text.len() > MAX_VALUE_BYTES {
         return Err(Error::InvalidValue {
@@ -177,8 +205,168 @@ pub(crate) fn parse_stored_text(key: &str, text: &str) -> Result<Value> {
         key: shorten(key),
         reason: format!("not valid JSON ({error}): {}", shorten(text)),
     })?;
-    check_value(key, &value)?;
+    if check_depth(key, &value)? {
+        check_integers(key, text)?;
+    }
     Ok(value)
+}
+
+/// Parses JSON text given by a user — one value, or a document of settings
+/// for [`Store::merge_json`](crate::Store::merge_json) — refusing integers
+/// that would be rounded.
+///
+/// `serde_json` reads an integer literal beyond the range of `i64` and `u64`
+/// (such as `12345678901234567890123`) as the nearest `f64`, so the value
+/// stored would silently differ from the one written
+/// (`1.2345678901234568e22`). Once parsed, such a number cannot be told
+/// from a float written on purpose, so text from users must go through this
+/// function rather than `serde_json::from_str` to be checked. Write an
+/// integer that large as a string (`"12345678901234567890123"`) or as a
+/// float (`1.2345678901234567e22`, `12345678901234567890123.0`) to store it
+/// knowingly.
+///
+/// `key` is where the text will be written (`""` for a whole document); it
+/// names the value in errors, extended by the object members leading to the
+/// offending number. Size and depth are checked by the write itself.
+///
+/// # Errors
+/// [`Error::Json`] when the text is not JSON, [`Error::InvalidValue`] for an
+/// integer that does not fit `i64` or `u64`.
+///
+/// ```
+/// let value = livesettings::parse_json_value("app.ids", "[1, 18446744073709551615]")?;
+/// assert_eq!(value, serde_json::json!([1, u64::MAX]));
+/// let error = livesettings::parse_json_value("app.id", "12345678901234567890123").unwrap_err();
+/// assert!(error.to_string().contains("app.id"), "{error}");
+/// # Ok::<(), livesettings::Error>(())
+/// ```
+pub fn parse_json_value(key: &str, text: &str) -> Result<Value> {
+    let value: Value = serde_json::from_str(text).map_err(|source| Error::Json {
+        context: if key.is_empty() {
+            "the document is not valid JSON".to_owned()
+        } else {
+            format!("the value for '{}' is not valid JSON", shorten(key))
+        },
+        source,
+    })?;
+    if has_float(&value) {
+        check_integers(key, text)?;
+    }
+    Ok(value)
+}
+
+/// Whether any number in `value` is a float, without recursion.
+fn has_float(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(node) = stack.pop() {
+        match node {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            Value::Number(number) if number.is_f64() => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Refuses the first integer literal of `text` (valid JSON) that fits
+/// neither `i64` nor `u64`, naming the key the literal belongs to.
+fn check_integers(key: &str, text: &str) -> Result<()> {
+    let Some((names, literal)) = oversized_integer(text) else {
+        return Ok(());
+    };
+    let mut full = key.to_owned();
+    for name in names {
+        full = join(&full, &name);
+    }
+    let rounded = literal
+        .parse::<f64>()
+        .map(|number| format!(" and would be stored rounded as {number:e}"))
+        .unwrap_or_default();
+    Err(Error::InvalidValue {
+        key: shorten(&full),
+        reason: format!(
+            "the integer {} does not fit a 64-bit integer (i64 or u64){rounded}; \
+             write it as a string (\"{0}\") or as a float (with a '.' or an exponent) \
+             to store it on purpose",
+            shorten(literal)
+        ),
+    })
+}
+
+/// Finds, in valid JSON text, an integer literal (no `.`, `e` or `E`) that
+/// fits neither `i64` nor `u64`. Returns it with the object member names
+/// leading to it, up to the first array (arrays are leaves, so the names
+/// after the key are where the leaf holding the number is stored).
+fn oversized_integer(text: &str) -> Option<(Vec<String>, &str)> {
+    enum Frame {
+        /// The byte range of the current member's name (with its quotes),
+        /// and whether the next string is a name.
+        Object(Option<(usize, usize)>, bool),
+        Array,
+    }
+    let bytes = text.as_bytes();
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b'{' => frames.push(Frame::Object(None, true)),
+            b'[' => frames.push(Frame::Array),
+            b'}' | b']' => {
+                frames.pop();
+            }
+            b',' | b':' => {
+                if let Some(Frame::Object(_, expect_name)) = frames.last_mut() {
+                    *expect_name = byte == b',';
+                }
+            }
+            b'"' => {
+                let start = at;
+                at += 1;
+                while let Some(&inside) = bytes.get(at) {
+                    match inside {
+                        b'"' => break,
+                        // Escapes are ASCII: skip the escaped byte.
+                        b'\\' => at += 2,
+                        _ => at += 1,
+                    }
+                }
+                if let Some(Frame::Object(name, true)) = frames.last_mut() {
+                    *name = Some((start, at + 1));
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = at;
+                while bytes.get(at + 1).is_some_and(|next| {
+                    matches!(next, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                }) {
+                    at += 1;
+                }
+                let literal = text.get(start..at + 1)?;
+                if !literal.contains(['.', 'e', 'E'])
+                    && literal.parse::<i64>().is_err()
+                    && literal.parse::<u64>().is_err()
+                {
+                    let names = frames
+                        .iter()
+                        .map_while(|frame| match frame {
+                            Frame::Object(name, _) => Some(*name),
+                            Frame::Array => None,
+                        })
+                        .map(|name| {
+                            name.and_then(|(start, end)| text.get(start..end))
+                                .and_then(|quoted| serde_json::from_str::<String>(quoted).ok())
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    return Some((names, literal));
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
 }
 
 fn kind(value: &Value) -> &'static str {

@@ -414,3 +414,35 @@ fn watch_from_prints_replayed_lines_with_their_commit_time() {
     );
     assert!(interrupt(watch).is_empty());
 }
+
+/// `12345678901234567890123` would be stored as `1.2345678901234568e+22`:
+/// `set` and `import` refuse it with one line naming the key, and store
+/// nothing; an integer that fits 64 bits is stored exactly.
+#[test]
+fn set_and_import_refuse_integers_that_json_numbers_would_round() {
+    let db = TempDb::new();
+    cli_ok(&db.path, &["init", "--no-defaults"]);
+    let refused = cli(&db.path, &["set", "app.id", "12345678901234567890123"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("app.id"), "{message}");
+    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    let document = db.sibling("big.json");
+    std::fs::write(
+        &document,
+        r#"{"app": {"ids": [1, 12345678901234567890123]}}"#,
+    )
+    .unwrap();
+    let refused = cli(&db.path, &["import", document.to_str().unwrap()]);
+    assert_ne!(refused.status.code(), Some(0), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("app.ids"),
+        "{refused:?}"
+    );
+    assert!(db_contents(&db.path).is_empty());
+    cli_ok(&db.path, &["set", "app.id", "18446744073709551615"]);
+    assert_eq!(
+        db_contents(&db.path).get("app.id"),
+        Some(&serde_json::json!(u64::MAX))
+    );
+}

@@ -44,12 +44,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // Check everything before opening: a failed command must not even
             // create the database file.
             livesettings::validate_key(&key)?;
-            let parsed: Value = serde_json::from_str(&value).map_err(|error| Error::InvalidValue {
-                key: key.clone(),
-                reason: format!(
-                    "'{value}' is not JSON ({error}); a string needs JSON quotes, e.g. '\"{value}\"'"
-                ),
-            })?;
+            // Integers that JSON numbers would round are refused, not rounded.
+            let parsed: Value =
+                livesettings::parse_json_value(&key, &value).map_err(|error| match error {
+                    Error::Json { source, .. } => Error::InvalidValue {
+                        key: key.clone(),
+                        reason: format!(
+                            "'{value}' is not JSON ({source}); a string needs JSON quotes, e.g. '\"{value}\"'"
+                        ),
+                    },
+                    other => other,
+                })?;
             if parsed.is_object() && !has_leaf(&parsed) {
                 return Err(Failure::Missing(format!(
                     "nothing to set: '{value}' holds no value (an object writes the section below '{key}', and an empty one writes nothing)"
@@ -335,9 +340,12 @@ fn read_document(file: &Path) -> Result<Value, Error> {
             error.utf8_error().valid_up_to()
         ),
     })?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        context: format!("{name} is not valid JSON"),
-        source,
+    livesettings::parse_json_value("", &text).map_err(|error| match error {
+        Error::Json { source, .. } => Error::Json {
+            context: format!("{name} is not valid JSON"),
+            source,
+        },
+        other => other,
     })
 }
 
