@@ -43,8 +43,14 @@ pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .context(path, "cannot begin the schema transaction")?;
-    // Read again under the write lock: another store may have migrated.
-    let from = stored_version(&tx, path)?.unwrap_or(0).min(SCHEMA_VERSION);
+    // Read again under the write lock: another process may have set it up
+    // meanwhile (then there is nothing to do, and no DDL to make every other
+    // store reload).
+    let stored = stored_version(&tx, path)?;
+    if stored == Some(SCHEMA_VERSION) && triggers_present(&tx, path)? {
+        return Ok(());
+    }
+    let from = stored.unwrap_or(0).min(SCHEMA_VERSION);
     // Version 1's file is idempotent and also repairs a half-deleted schema.
     let first = from.saturating_sub(1) as usize;
     for migration in &MIGRATIONS[first..] {

@@ -10,6 +10,40 @@ use crate::engine::reader::Reader;
 use crate::engine::writer::Writer;
 use crate::error::{Error, Result};
 
+/// How a store opens the file it finds at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Follow {
+    /// Set the file up when needed (at open, or for a write).
+    Active,
+    /// The watcher following a file: leave a file that is not a WAL
+    /// database yet to whoever is creating it.
+    Passive,
+}
+
+/// Whether the file at `path` looks set up, read without opening it through
+/// SQLite: a SQLite header in WAL mode (read and write versions 2, what every
+/// livesettings writer switches to first), or any SQLite file left alone for
+/// a second (a database in rollback mode that a deploy tool renamed over
+/// the path).
+fn is_set_up(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.read_exact(&mut header).is_err() || !header.starts_with(b"SQLite format 3\0") {
+        return false;
+    }
+    if header[18] == 2 && header[19] == 2 {
+        return true;
+    }
+    file.metadata()
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_some_and(|age| age >= Duration::from_secs(1))
+}
+
 pub(crate) struct Connections {
     pub(crate) writer: Writer,
     pub(crate) reader: Reader,
@@ -32,11 +66,24 @@ impl Connections {
         path: &Path,
         resolved: &Path,
         busy_timeout: Duration,
+        follow: Follow,
     ) -> Result<Connections> {
         let missing = || Error::DatabaseMissing {
             path: path.to_owned(),
         };
         let file = file_at(path)?.ok_or_else(missing)?;
+        if follow == Follow::Passive && !is_set_up(path) {
+            // A new file another process is still creating (empty, or not yet
+            // switched to WAL): racing it to set up the schema makes one side
+            // fail with "database is locked". Look again later; a write of
+            // this store's own sets it up.
+            return Err(Error::Unusable {
+                path: path.to_owned(),
+                reason: "a new database file is not set up yet (another process is creating it); \
+                         following it once it is"
+                    .to_owned(),
+            });
+        }
         let writer = Writer::open(path, busy_timeout)?;
         let reader = match Reader::open(path, busy_timeout) {
             Ok(reader) => reader,

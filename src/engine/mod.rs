@@ -33,6 +33,7 @@ pub(crate) mod reload;
 pub(crate) mod validators;
 pub(crate) mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -52,7 +53,7 @@ use crate::options::Options;
 use crate::snapshot::Snapshot;
 use crate::stats::Counters;
 use catch_up::catch_up;
-use connections::Connections;
+use connections::{Connections, Follow};
 use pass::{Pass, Position, add_own_rows};
 use reentrancy::Entered;
 use validators::{Check, Validators};
@@ -89,6 +90,10 @@ struct Engine {
     /// A full reload the next pass must run.
     force_next: Option<ReloadReason>,
     validators: Validators,
+    /// Rows the store refuses on their own (undecodable, or a key below a
+    /// key that holds a value), by key: the snapshot keeps the key's last
+    /// good value (or leaves it out) until a good row for it arrives.
+    refused: BTreeMap<String, Rejection>,
 }
 
 /// What local writes are doing, for the watcher's schedule: their own
@@ -168,7 +173,8 @@ impl Core {
     pub(crate) fn open(path: &Path, options: Options) -> Result<Core> {
         crate::db::file_id::create_private(path, options.file_mode())?;
         let resolved = resolved(path);
-        let mut connections = open_connections(path, &resolved, options.busy_timeout())?;
+        let mut connections =
+            open_connections(path, &resolved, options.busy_timeout(), Follow::Active)?;
         let session = writer::random_id(connections.writer.connection(), path)?;
         let (tx, _) = connections.reader.begin_pass(path)?;
         let pass = catch_up(
@@ -181,6 +187,9 @@ impl Core {
         )?;
         drop(tx);
         let seq = pass.position.seq;
+        let mut refused = BTreeMap::new();
+        note_refusals(&mut refused, &pass);
+        let initial_rejections: Vec<Rejection> = refused.values().cloned().collect();
         let core = Core {
             path: path.to_owned(),
             session,
@@ -193,15 +202,18 @@ impl Core {
                 position: pass.position,
                 force_next: None,
                 validators: Validators::default(),
+                refused,
             }),
             lives: LiveRegistry::default(),
             counters: Counters::default(),
-            rejections: Mutex::new(Vec::new()),
+            rejections: Mutex::new(initial_rejections),
             applied: (Mutex::new(seq), Condvar::new()),
             activity: Activity::new(),
             hints: crossbeam_channel::bounded(1),
         };
         core.counters.applied_seq.store(seq, Ordering::Relaxed);
+        let refused_at_open = lock(&core.rejections).len() as u64;
+        Counters::bump(&core.counters.rejected_values, refused_at_open);
         Ok(core)
     }
 
@@ -268,7 +280,7 @@ impl Core {
     ) -> Result<(R, Option<(i64, i64)>)> {
         for _ in 0..REPLACED_RETRIES {
             if guard.engine.connections.is_none() {
-                self.follow_file(&mut guard.engine)?;
+                self.follow_file(&mut guard.engine, Follow::Active)?;
             }
             match self.try_write(&mut guard.engine, op)? {
                 Attempt::Done(value, range) => return Ok((value, range)),
@@ -277,7 +289,7 @@ impl Core {
                         "{}: the database file was replaced during a write; following it",
                         self.path.display()
                     );
-                    self.follow_file(&mut guard.engine)?;
+                    self.follow_file(&mut guard.engine, Follow::Active)?;
                     if ran && !retry {
                         break;
                     }
@@ -302,6 +314,7 @@ impl Core {
             position,
             force_next,
             validators,
+            refused,
             ..
         } = engine;
         let Some(connections) = connections.as_mut() else {
@@ -347,7 +360,8 @@ impl Core {
         *force_next = None;
         *position = pass.position.clone();
         Counters::bump(&self.counters.local_commits, 1);
-        let pending = validators.pending();
+        note_refusals(refused, &pass);
+        let pending = all_rejections(validators, refused);
         self.publish(pass, pending, started);
         Ok(Attempt::Done(value, range))
     }
@@ -363,7 +377,7 @@ impl Core {
             if at_path.is_none() {
                 return Ok(CheckOutcome::Missing);
             }
-            self.follow_file(engine)?;
+            self.follow_file(engine, Follow::Passive)?;
             return Ok(CheckOutcome::Applied);
         };
         match at_path {
@@ -372,7 +386,7 @@ impl Core {
                 return Ok(CheckOutcome::Missing);
             }
             Some(file) if file != connections.file => {
-                self.follow_file(engine)?;
+                self.follow_file(engine, Follow::Passive)?;
                 return Ok(CheckOutcome::Applied);
             }
             Some(_) => {}
@@ -396,6 +410,7 @@ impl Core {
             position,
             force_next,
             validators,
+            refused,
             ..
         } = engine;
         let Some(connections) = connections.as_mut() else {
@@ -419,7 +434,8 @@ impl Core {
         }
         *force_next = None;
         *position = pass.position.clone();
-        let pending = validators.pending();
+        note_refusals(refused, &pass);
+        let pending = all_rejections(validators, refused);
         self.publish(pass, pending, started);
         Ok(CheckOutcome::Applied)
     }
@@ -441,7 +457,7 @@ impl Core {
 
     /// Makes the connections follow the file at the path: close the old
     /// ones as orphans, open new ones, reload everything and publish.
-    fn follow_file(&self, engine: &mut Engine) -> Result<()> {
+    fn follow_file(&self, engine: &mut Engine, follow: Follow) -> Result<()> {
         let _follow = FollowLock::acquire(&engine.resolved);
         let old_instance = engine
             .connections
@@ -465,8 +481,12 @@ impl Core {
             });
         }
         engine.resolved = resolved(&self.path);
-        let connections =
-            open_connections(&self.path, &engine.resolved, self.options.busy_timeout())?;
+        let connections = open_connections(
+            &self.path,
+            &engine.resolved,
+            self.options.busy_timeout(),
+            follow,
+        )?;
         let show =
             |instance: &Option<String>| instance.clone().unwrap_or_else(|| "none".to_owned());
         log::info!(
@@ -524,7 +544,7 @@ impl Core {
     ) -> Result<R> {
         let mut guard = self.enter(operation)?;
         if guard.engine.connections.is_none() {
-            self.follow_file(&mut guard.engine)?;
+            self.follow_file(&mut guard.engine, Follow::Passive)?;
         }
         let Some(connections) = guard.engine.connections.as_mut() else {
             return Err(Error::DatabaseMissing {
@@ -602,6 +622,39 @@ impl Core {
     }
 }
 
+/// Applies a pass's refusals to the set of refused rows.
+fn note_refusals(refused: &mut BTreeMap<String, Rejection>, pass: &Pass) {
+    if let Some(all) = &pass.refused_all {
+        refused.clear();
+        for rejection in all {
+            for key in &rejection.keys {
+                refused.insert(key.clone(), rejection.clone());
+            }
+        }
+    }
+    for (key, rejection) in &pass.refused {
+        match rejection {
+            Some(rejection) => {
+                refused.insert(key.clone(), rejection.clone());
+            }
+            None => {
+                refused.remove(key);
+            }
+        }
+    }
+}
+
+/// What `rejected()` lists: the validators' pending rejections, then the
+/// rows refused on their own.
+fn all_rejections(
+    validators: &Validators,
+    refused: &BTreeMap<String, Rejection>,
+) -> Vec<Rejection> {
+    let mut all = validators.pending();
+    all.extend(refused.values().cloned());
+    all
+}
+
 fn begin<'c>(conn: &'c mut rusqlite::Connection, path: &Path) -> Result<Transaction<'c>> {
     use crate::error::SqliteContext;
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -609,10 +662,15 @@ fn begin<'c>(conn: &'c mut rusqlite::Connection, path: &Path) -> Result<Transact
 }
 
 /// Opens the connections, again when the file is replaced while opening.
-fn open_connections(path: &Path, resolved: &Path, busy_timeout: Duration) -> Result<Connections> {
+fn open_connections(
+    path: &Path,
+    resolved: &Path,
+    busy_timeout: Duration,
+    follow: Follow,
+) -> Result<Connections> {
     let mut attempts = 0;
     loop {
-        match Connections::open(path, resolved, busy_timeout) {
+        match Connections::open(path, resolved, busy_timeout, follow) {
             Err(Error::FileReplaced { .. }) if attempts < REPLACED_RETRIES => attempts += 1,
             outcome => return outcome,
         }

@@ -33,6 +33,12 @@ pub(crate) struct Pass {
     pub(crate) touched: Vec<(i64, Arc<str>)>,
     pub(crate) reload: Option<ReloadReason>,
     pub(crate) rejected: usize,
+    /// Rows the store cannot apply (undecodable, or a key below a key that
+    /// holds a value): `Some` refuses the key's current row, `None` clears
+    /// an earlier refusal because a good row for the key arrived.
+    pub(crate) refused: Vec<(String, Option<Rejection>)>,
+    /// A full reload's complete list of refused rows (replaces the set).
+    pub(crate) refused_all: Option<Vec<Rejection>>,
     /// The position after the pass.
     pub(crate) position: Position,
 }
@@ -46,6 +52,8 @@ impl Pass {
             touched: Vec::new(),
             reload: None,
             rejected: 0,
+            refused: Vec::new(),
+            refused_all: None,
             position: position.clone(),
         }
     }
@@ -105,16 +113,26 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
         };
         for at in order {
             let row = &run[at];
-            let new = match decode_row(row) {
-                Ok(new) => new,
+            let decoded = decode_row(row).and_then(|new| match &new {
+                Some(_) => misplaced(&pass.snapshot, &row.key).map_or(Ok(new), Err),
+                None => Ok(new),
+            });
+            let new = match decoded {
+                Ok(new) => {
+                    pass.refused.push((row.key.clone(), None));
+                    new
+                }
                 Err(reason) => {
                     log::warn!("rejected the write at seq {}: {reason}", row.seq);
-                    pass.rejected += 1;
-                    pass.events.push(Event::Rejected(Rejection {
+                    let rejection = Rejection {
                         seq: row.seq,
                         keys: vec![row.key.clone()],
                         reason,
-                    }));
+                    };
+                    pass.rejected += 1;
+                    pass.refused
+                        .push((row.key.clone(), Some(rejection.clone())));
+                    pass.events.push(Event::Rejected(rejection));
                     continue;
                 }
             };
@@ -138,4 +156,21 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
         rows.iter()
             .map(|row| (row.seq, Arc::from(row.key.as_str()))),
     );
+}
+
+/// Why `key` cannot hold a value in `snapshot`: a key above it holds one,
+/// or keys below it make it a section (one key cannot be both). `None` when
+/// it can.
+pub(crate) fn misplaced(snapshot: &Snapshot, key: &str) -> Option<String> {
+    if let Some(holder) = crate::key::ancestors(key).find(|ancestor| snapshot.contains(ancestor)) {
+        return Some(format!(
+            "'{key}' lies below '{holder}', which holds a value (a key cannot be both a value and a section)"
+        ));
+    }
+    snapshot
+        .keys(key)
+        .find(|found| found.len() > key.len())
+        .map(|below| {
+            format!("'{key}' is a section (it has '{below}' below it), so it cannot hold a value")
+        })
 }

@@ -40,7 +40,7 @@ pub(crate) fn full_reload(
         reason,
         seq: seq_max,
     }];
-    let mut rejected = 0;
+    let mut refused: Vec<Rejection> = Vec::new();
     let mut pairs: Vec<(Arc<str>, Arc<Value>)> = Vec::new();
     while let Some(row) = rows.next().context(path, "cannot read the settings")? {
         // Borrow the row's text instead of copying it into Strings: a full
@@ -50,12 +50,11 @@ pub(crate) fn full_reload(
             Ok(key) => key,
             Err(_) => {
                 // Only possible if someone bypassed the CHECK constraint.
-                rejected += 1;
-                events.push(Event::Rejected(Rejection {
+                refused.push(Rejection {
                     seq: seq_max,
                     keys: vec![format!("{key:?}")],
                     reason: "a key that is not text".to_owned(),
-                }));
+                });
                 continue;
             }
         };
@@ -70,21 +69,35 @@ pub(crate) fn full_reload(
         match decoded {
             Ok(value) => pairs.push((Arc::from(key), Arc::new(value))),
             Err(error) => {
-                rejected += 1;
                 if let Some(previous) = current.entry(key) {
                     pairs.push((Arc::from(key), Arc::clone(previous)));
                 }
-                events.push(Event::Rejected(Rejection {
+                refused.push(Rejection {
                     seq: seq_max,
                     keys: vec![key.to_owned()],
                     reason: error.to_string(),
-                }));
+                });
             }
         }
     }
-    let entries: OrdMap<Arc<str>, Arc<Value>> = pairs.into_iter().collect();
+    let mut entries: OrdMap<Arc<str>, Arc<Value>> = pairs.into_iter().collect();
+    for misplaced in misplaced_keys(&entries, current) {
+        entries.remove(misplaced.as_str());
+        refused.push(Rejection {
+            seq: seq_max,
+            keys: vec![misplaced.clone()],
+            reason: format!(
+                "'{misplaced}' and another stored key make one key both a value and a section"
+            ),
+        });
+    }
+    let rejected = refused.len();
+    if emit {
+        events.extend(refused.iter().cloned().map(Event::Rejected));
+    }
     if !emit {
-        // The initial load: nobody has seen anything yet, nothing to diff.
+        // The initial load: nobody has seen anything yet, nothing to diff
+        // (refused rows are kept in the pass for `rejected()`).
         events.clear();
     }
     for item in current.map().diff(&entries).filter(|_| emit) {
@@ -120,6 +133,56 @@ pub(crate) fn full_reload(
         touched: Vec::new(),
         reload: emit.then_some(reason),
         rejected,
+        refused: Vec::new(),
+        refused_all: Some(refused),
         position: Position::default(),
     })
+}
+
+/// The keys to leave out so that no key is both a value and a section:
+/// where a stored leaf has keys below it, the side the snapshot already
+/// serves stays (the leaf, or the section below it); otherwise the leaf
+/// stays and the keys below it are refused.
+///
+/// One ordered walk: the keys below `p` sort in `[p + ".", p + "/")`, so a
+/// stack holds the keys whose range the walk is still inside (a handful:
+/// `a.b-x` sorts between `a.b` and `a.b.c`, so it cannot simply be the last
+/// key seen).
+fn misplaced_keys(entries: &OrdMap<Arc<str>, Arc<Value>>, current: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut open: Vec<&str> = Vec::new();
+    for key in entries.keys() {
+        let key: &str = key;
+        while let Some(top) = open.last() {
+            let past = key.len() >= top.len()
+                && key.as_bytes()[..top.len()] == *top.as_bytes()
+                && key
+                    .as_bytes()
+                    .get(top.len())
+                    .is_some_and(|&byte| byte > b'/');
+            let after = !key.starts_with(*top) && key > *top;
+            if past || after {
+                open.pop();
+            } else {
+                break;
+            }
+        }
+        if let Some(holder) = open.iter().find(|holder| {
+            key.len() > holder.len()
+                && key.starts_with(**holder)
+                && key.as_bytes()[holder.len()] == b'.'
+        }) {
+            let section_served = !current.contains(holder)
+                && current.keys(holder).any(|below| below.len() > holder.len());
+            out.push(if section_served {
+                (*holder).to_owned()
+            } else {
+                key.to_owned()
+            });
+        }
+        open.push(key);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
