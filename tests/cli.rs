@@ -219,8 +219,8 @@ fn watch_json_filters_by_prefix_and_reports_reloads() {
     assert!(watch.interrupt().success());
 }
 
-/// `watch` on an empty database with `--no-defaults` seeds nothing; without
-/// it, the bundled demo settings are seeded.
+/// `watch` on an empty database with `--no-defaults` (now a no-op) seeds
+/// nothing; with `--demo`, the bundled demo settings are seeded.
 #[test]
 fn watch_seeds_an_empty_database_unless_told_not_to() {
     let db = TempDb::new();
@@ -233,7 +233,7 @@ fn watch_seeds_an_empty_database_unless_told_not_to() {
     assert!(db_contents(&db.path).is_empty());
 
     let seeded = TempDb::new();
-    let watch = Watch::spawn(&seeded.path, &["--json"]);
+    let watch = Watch::spawn(&seeded.path, &["--json", "--demo"]);
     let ready = watch.next_json("the ready line");
     assert!(ready["keys"].as_u64().unwrap() > 100, "{ready}");
     assert!(watch.interrupt().success());

@@ -216,10 +216,10 @@ fn missing_targets_exit_1_with_one_line_everywhere() {
     assert_fails_with_one_line(&db.path, &["history", "nothing", "--prefix"], &["nothing"]);
 
     // A seq beyond the log must not become valid through the demo settings
-    // `watch` seeds into an empty database (and nothing is seeded).
+    // `watch --demo` seeds into an empty database (and nothing is seeded).
     let empty = db.sibling("empty.db");
     cli_ok(&empty, &["init", "--no-defaults"]);
-    assert_fails_with_one_line(&empty, &["watch", "--from", "5"], &["5"]);
+    assert_fails_with_one_line(&empty, &["watch", "--demo", "--from", "5"], &["5"]);
 
     // The present targets still work.
     let history = cli_ok(&db.path, &["history", "physics", "--prefix"]);
@@ -445,4 +445,265 @@ fn set_and_import_refuse_integers_that_json_numbers_would_round() {
         db_contents(&db.path).get("app.id"),
         Some(&serde_json::json!(u64::MAX))
     );
+}
+
+// ---------------------------------------------------------------------------
+// Demo data, stats, import --prefix, completions, the README's rules
+
+/// The `ready` line of `watch --json ARGS` on `db`, after which the watch is
+/// interrupted.
+fn watch_ready(db: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (watch, mut stdout) = spawn_watch(db, &all);
+    let ready: Value = serde_json::from_str(&read_lines(&mut stdout, 1)[0]).expect("JSON");
+    interrupt(watch);
+    ready
+}
+
+/// No database gets the bundled demo keys unless `--demo` is given: `init`
+/// and `watch` on an empty database seed nothing, `--demo` seeds all 435
+/// keys (into an empty database only), `--no-defaults` is still accepted and
+/// `--defaults FILE` still adds the missing keys of FILE.
+#[test]
+fn demo_settings_are_seeded_only_with_demo() {
+    let demo_keys = flatten_fixture().len();
+    assert_eq!(demo_keys, 435);
+
+    let db = TempDb::new();
+    assert_eq!(
+        cli_ok(&db.path, &["init"]).split_whitespace().next(),
+        Some("0")
+    );
+    assert!(db_contents(&db.path).is_empty(), "init seeded");
+    assert_eq!(watch_ready(&db.path, &[])["keys"], 0);
+    assert!(db_contents(&db.path).is_empty(), "watch seeded");
+    cli_ok(&db.path, &["init", "--no-defaults"]);
+    assert_eq!(watch_ready(&db.path, &["--no-defaults"])["keys"], 0);
+    assert!(db_contents(&db.path).is_empty(), "--no-defaults seeded");
+
+    // `--defaults FILE` adds FILE's missing keys and nothing else.
+    let defaults = db.sibling("defaults.json");
+    std::fs::write(&defaults, r#"{"app": {"name": "x", "port": 1}}"#).unwrap();
+    cli_ok(&db.path, &["set", "app.port", "2"]);
+    cli_ok(
+        &db.path,
+        &["init", "--defaults", defaults.to_str().unwrap()],
+    );
+    assert_eq!(
+        db_contents(&db.path),
+        [
+            ("app.name".to_owned(), json!("x")),
+            ("app.port".to_owned(), json!(2))
+        ]
+        .into()
+    );
+
+    // `--demo` seeds an empty database, and not one that holds settings.
+    cli_ok(&db.path, &["init", "--demo"]);
+    assert_eq!(
+        db_contents(&db.path).len(),
+        2,
+        "--demo seeded a non-empty database"
+    );
+    let demo = db.sibling("demo.db");
+    assert!(cli_ok(&demo, &["init", "--demo"]).starts_with("435 keys"));
+    assert_eq!(db_contents(&demo), flatten_fixture());
+    let watched = db.sibling("watched.db");
+    assert_eq!(watch_ready(&watched, &["--demo"])["keys"], 435);
+    assert_eq!(db_contents(&watched).len(), demo_keys);
+}
+
+/// The fixture (the bundled demo settings) as `key → value`.
+fn flatten_fixture() -> std::collections::BTreeMap<String, Value> {
+    livesettings::flatten("", &fixture())
+        .expect("the fixture flattens")
+        .into_iter()
+        .collect()
+}
+
+/// `stats` reports what the database holds, not the CLI's own zero
+/// counters: keys, the newest seq, the log's rows and oldest seq, the file
+/// size, the schema version and the file mode; `--json` prints one object.
+#[test]
+fn stats_reports_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TempDb::new();
+    cli_ok(&db.path, &["init", "--demo"]);
+    cli_ok(&db.path, &["set", "app.name", "\"x\""]);
+    cli_ok(&db.path, &["unset", "xr.enabled"]);
+    sqlite3(
+        &db.path,
+        "UPDATE settings SET value = '0.9' WHERE key = 'visualisation.graphs.logseq.physics.damping'",
+    );
+    cli_ok(&db.path, &["prune", "--keep", "100"]);
+    std::fs::set_permissions(&db.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let text = cli_ok(&db.path, &["stats", "--json"]);
+    assert_eq!(
+        text.trim_end().lines().count(),
+        1,
+        "one JSON object: {text}"
+    );
+    let stats: Value = serde_json::from_str(&text).expect("stats --json is JSON");
+    assert_eq!(stats["keys"], db_contents(&db.path).len() as u64);
+    assert_eq!(stats["keys"], 435);
+    assert_eq!(stats["seq"], newest(&db.path));
+    assert_eq!(stats["seq"], 438);
+    assert_eq!(stats["log_rows"], log_rows(&db.path));
+    assert_eq!(stats["log_rows"], 100);
+    assert_eq!(stats["oldest_seq"], 339);
+    assert_eq!(stats["schema_version"], livesettings::SCHEMA_VERSION);
+    assert_eq!(stats["mode"], "0640");
+    assert_eq!(stats["path"], db.path.display().to_string());
+    let size = stats["size_bytes"].as_u64().expect("a size");
+    assert!(size >= 4096, "{stats}");
+    assert_eq!(
+        size,
+        stats["db_bytes"].as_u64().unwrap() + stats["wal_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(
+        stats["db_bytes"].as_u64().unwrap() % 4096,
+        0,
+        "whole pages: {stats}"
+    );
+
+    // Without --json: a table with the same figures.
+    let table = cli_ok(&db.path, &["stats"]);
+    for (name, value) in [
+        ("keys", "435"),
+        ("seq", "438"),
+        ("log rows", "100"),
+        ("oldest seq", "339"),
+        ("schema version", "2"),
+        ("mode", "0640"),
+    ] {
+        assert!(
+            table
+                .lines()
+                .any(|line| line.starts_with(name) && line.split_whitespace().last() == Some(value)),
+            "{name} {value} in {table}"
+        );
+    }
+    assert!(table.contains(&format!("{size} bytes")), "{table}");
+
+    // An empty database: no log, no oldest seq.
+    let empty = db.sibling("empty.db");
+    cli_ok(&empty, &["init"]);
+    let stats: Value = serde_json::from_str(&cli_ok(&empty, &["stats", "--json"])).unwrap();
+    assert_eq!(
+        (
+            &stats["keys"],
+            &stats["seq"],
+            &stats["log_rows"],
+            &stats["oldest_seq"]
+        ),
+        (&json!(0), &json!(0), &json!(0), &Value::Null)
+    );
+}
+
+/// `export PREFIX > a.json` then `import --prefix PREFIX a.json` puts the
+/// section (or the single key) back where it was.
+#[test]
+fn export_then_import_with_prefix_round_trips() {
+    let db = TempDb::new();
+    cli_ok(&db.path, &["init", "--demo"]);
+    let original = db_contents(&db.path);
+    for prefix in ["visualisation.graphs.logseq", "xr", "xr.enabled"] {
+        let file = db.sibling("section.json");
+        std::fs::write(&file, cli_ok(&db.path, &["export", prefix])).unwrap();
+        cli_ok(&db.path, &["unset", "--recursive", prefix]);
+        assert_ne!(db_contents(&db.path), original, "{prefix} was removed");
+        let output = cli(
+            &db.path,
+            &["import", "--prefix", prefix, file.to_str().unwrap()],
+        );
+        assert!(output.status.success(), "{prefix}: {}", stderr_of(&output));
+        assert_eq!(db_contents(&db.path), original, "{prefix} round-trips");
+    }
+    // From stdin, too.
+    let exported = cli_ok(&db.path, &["export", "system"]);
+    cli_ok(&db.path, &["unset", "-r", "system"]);
+    let mut child = cli_command(&db.path)
+        .args(["import", "--prefix", "system", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn import");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), exported.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(db_contents(&db.path), original);
+    // A bad prefix is refused before anything is written.
+    let file = db.sibling("section.json");
+    let refused = cli(
+        &db.path,
+        &["import", "--prefix", "a..b", file.to_str().unwrap()],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr_of(&refused));
+    assert_eq!(db_contents(&db.path), original);
+}
+
+/// `completions SHELL` prints a completion script and creates no database.
+#[test]
+fn completions_print_a_shell_script() {
+    let db = TempDb::new();
+    let bash = cli_ok(&db.path, &["completions", "bash"]);
+    assert!(bash.contains("_livesettings"), "{bash}");
+    assert!(bash.contains("stats"), "the subcommands are completed");
+    for shell in ["zsh", "fish"] {
+        let script = cli_ok(&db.path, &["completions", shell]);
+        assert!(script.contains("livesettings"), "{shell}: {script}");
+    }
+    assert_ne!(
+        cli(&db.path, &["completions", "tcsh"]).status.code(),
+        Some(0)
+    );
+    assert!(!db.path.exists(), "completions created a database");
+}
+
+/// The rules example under README.md's "### Rules files" fits the bundled
+/// demo settings: `check --schema` passes on a `--demo` database, and fails
+/// once a value breaks one of its rules.
+#[test]
+fn readme_rules_example_passes_on_the_demo_settings() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let section = &readme[readme
+        .find("### Rules files")
+        .expect("a Rules files section")..];
+    let start = section.find("```json\n").expect("a JSON block") + "```json\n".len();
+    let end = start + section[start..].find("```").expect("the block's end");
+    let rules_text = &section[start..end];
+    let rules: Value = serde_json::from_str(rules_text).expect("the README's rules are JSON");
+    assert!(
+        rules["rules"]
+            .as_array()
+            .is_some_and(|rules| rules.len() >= 3)
+    );
+
+    let db = TempDb::new();
+    let rules_file = db.sibling("rules.json");
+    std::fs::write(&rules_file, rules_text).unwrap();
+    cli_ok(&db.path, &["init", "--demo"]);
+    let output = cli(
+        &db.path,
+        &["check", "--schema", rules_file.to_str().unwrap()],
+    );
+    assert!(
+        output.status.success(),
+        "the README's rules fail on the demo settings: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr_of(&output)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("ok: 435 keys"));
+
+    cli_ok(
+        &db.path,
+        &["set", "visualisation.graphs.logseq.physics.damping", "2"],
+    );
+    let output = cli(
+        &db.path,
+        &["check", "--schema", rules_file.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
 }

@@ -22,7 +22,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create the database (and its folders); seed an empty one with defaults
+    /// Create the database (and its folders); with --demo or --defaults,
+    /// seed it
     Init {
         #[command(flatten)]
         seed: Seed,
@@ -53,6 +54,10 @@ pub enum Command {
     Import {
         /// The JSON file, or - for standard input
         file: PathBuf,
+        /// The document is the section below PREFIX (what `export PREFIX`
+        /// prints)
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
     },
     /// Print the settings (or the section below PREFIX) as nested JSON
     Export {
@@ -115,19 +120,33 @@ pub enum Command {
         #[command(flatten)]
         schema: SchemaArg,
     },
-    /// Print the store's counters as JSON
-    Stats,
+    /// Print what the database holds: keys, seq, log rows, file size,
+    /// schema version, file mode
+    Stats {
+        /// One JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (e.g. `livesettings completions bash
+    /// > /etc/bash_completion.d/livesettings`)
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
 }
 
-/// How an empty database is seeded.
+/// What a database is seeded with: nothing unless asked.
 #[derive(clap::Args, Debug)]
 pub struct Seed {
-    /// Seed missing keys from this nested JSON file [default for an empty
-    /// database: the bundled VisionFlow demo settings]
+    /// Seed an empty database with the bundled VisionFlow demo settings
+    #[arg(long)]
+    pub demo: bool,
+    /// Seed missing keys from this nested JSON file
     #[arg(long, value_name = "FILE.json")]
     pub defaults: Option<PathBuf>,
-    /// Do not seed an empty database with the bundled demo settings
-    #[arg(long, conflicts_with = "defaults")]
+    /// Deprecated, no effect: nothing is seeded unless --demo or --defaults
+    /// is given (kept so that existing scripts work)
+    #[arg(long, conflicts_with_all = ["defaults", "demo"])]
     pub no_defaults: bool,
 }
 

@@ -10,8 +10,9 @@ use serde_json::Value;
 use crate::args::{Cli, Command, SchemaArg, Seed};
 use crate::failure::{Failure, note, out};
 use crate::output;
+use crate::stats;
 
-/// The VisionFlow settings tree, used to seed an empty database by default.
+/// The VisionFlow settings tree, seeded into an empty database by `--demo`.
 const DEMO_DEFAULTS: &str = include_str!("../../../examples/visionflow-settings.json");
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -94,8 +95,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             out(&commit.seq.to_string())?;
         }
-        Command::Import { file } => {
-            let document = read_document(&file)?;
+        Command::Import { file, prefix } => {
+            let prefix = prefix.unwrap_or_default();
+            livesettings::validate_prefix(&prefix)?;
+            let mut document = read_document(&file)?;
+            if !prefix.is_empty() {
+                // `export PREFIX` prints the section below PREFIX (or the
+                // value of the key PREFIX): put it back in its place.
+                let mut tree = serde_json::Map::new();
+                tree.insert(prefix, document);
+                document = Value::Object(tree);
+            }
             let store = open(&path, WatchMode::Off)?;
             let commit = store.merge_json(&document)?;
             note(&format!(
@@ -245,9 +255,25 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 rules.rules.len()
             ))?;
         }
-        Command::Stats => {
+        Command::Stats { json } => {
             let store = open_existing(&path)?;
-            out(&pretty(&output::stats_json(&store.stats())))?;
+            let stats = stats::read(&store)?;
+            store.close()?;
+            if json {
+                out(&stats.to_json().to_string())?;
+            } else {
+                out(&stats.table())?;
+            }
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "livesettings",
+                &mut script,
+            );
+            out(String::from_utf8_lossy(&script).trim_end())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -301,21 +327,29 @@ fn has_leaf(value: &Value) -> bool {
     }
 }
 
-/// Inserts missing keys from --defaults, or the demo tree into an empty
-/// database unless --no-defaults.
+/// Seeds the demo tree into an empty database with --demo, then inserts the
+/// missing keys from --defaults. Nothing is seeded otherwise.
 fn seed_defaults(store: &Store, seed: &Seed) -> Result<(), Error> {
-    let document = match (&seed.defaults, seed.no_defaults) {
-        (Some(file), _) => read_document(file)?,
-        (None, false) if store.snapshot().is_empty() => serde_json::from_str(DEMO_DEFAULTS)
-            .map_err(|source| Error::Json {
+    if seed.no_defaults {
+        log::debug!("--no-defaults is deprecated and has no effect: nothing is seeded by default");
+    }
+    // Both files are read before anything is written.
+    let demo = if seed.demo && store.snapshot().is_empty() {
+        Some(
+            serde_json::from_str::<Value>(DEMO_DEFAULTS).map_err(|source| Error::Json {
                 context: "bundled demo settings".to_owned(),
                 source,
             })?,
-        _ => return Ok(()),
+        )
+    } else {
+        None
     };
-    let commit = store.set_defaults(&document)?;
-    if commit.changes > 0 {
-        log::info!("seeded {} default keys", commit.changes);
+    let file = seed.defaults.as_deref().map(read_document).transpose()?;
+    for document in demo.iter().chain(file.iter()) {
+        let commit = store.set_defaults(document)?;
+        if commit.changes > 0 {
+            log::info!("seeded {} default keys", commit.changes);
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::select;
-use livesettings::{Change, Error, Event, HistoryEntry, Resumed, Snapshot, Stats, Store};
+use livesettings::{Change, Error, Event, HistoryEntry, Resumed, Snapshot, Store};
 use serde_json::{Value, json};
 
 use crate::failure::{Failure, out as line};
@@ -298,28 +298,6 @@ fn show_new(value: &Option<Value>) -> String {
     value
         .as_ref()
         .map_or("(removed)".to_owned(), Value::to_string)
-}
-
-pub fn stats_json(stats: &Stats) -> Value {
-    let reloads: serde_json::Map<String, Value> = stats
-        .reloads_by_reason
-        .iter()
-        .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
-        .collect();
-    json!({
-        "applied_seq": stats.applied_seq,
-        "keys": stats.keys,
-        "local_commits": stats.local_commits,
-        "external_applies": stats.external_applies,
-        "external_changes": stats.external_changes,
-        "full_reloads": stats.full_reloads,
-        "reloads_by_reason": reloads,
-        "rejected_values": stats.rejected_values,
-        "watcher_errors": stats.watcher_errors,
-        "watcher_checks": stats.watcher_checks,
-        "events_dropped": stats.events_dropped,
-        "last_apply_us": stats.last_apply.as_micros() as u64,
-    })
 }
 
 /// The current UTC time as `HH:MM:SS.mmm` on `YYYY-MM-DD`.
