@@ -207,7 +207,9 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
 /// error" in that writer): deploy tools should use the backup API, so the
 /// sequence waits, like a careful operator.
 fn await_follow(store: &Store, expected: BTreeMap<String, Value>) -> Result<(), String> {
-    if poll_until(TIMEOUT, || store_map(store) == served(store, expected.clone())) {
+    if poll_until(TIMEOUT, || {
+        store_map(store) == served(store, expected.clone())
+    }) {
         Ok(())
     } else {
         Err(format!(
@@ -282,7 +284,10 @@ fn check(ops: &[Op]) -> Result<(), String> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         replay_events(&mut replay, &events, &mut log)?;
-        let db_now = served(&store, try_db_contents(&db.path).map_err(|e| e.to_string())?);
+        let db_now = served(
+            &store,
+            try_db_contents(&db.path).map_err(|e| e.to_string())?,
+        );
         let snap = store_map(&store);
         if snap == db_now && replay == snap {
             break;
