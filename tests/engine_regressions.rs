@@ -189,35 +189,9 @@ impl Drop for PythonLoop {
     }
 }
 
-/// A `livesettings watch` child process whose stdout lines arrive on a
-/// channel.
-struct Watch {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+use support::WatchProcess as Watch;
 
 impl Watch {
-    fn spawn(db: &Path, args: &[&str]) -> Watch {
-        let mut child = cli_command(db)
-            .arg("watch")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn livesettings watch");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Watch { child, lines }
-    }
-
     /// The next line, parsed as JSON; panics naming `what` after the
     /// deadline.
     fn next_json(&self, what: &str, deadline: Instant) -> Value {
@@ -245,15 +219,6 @@ impl Watch {
                 return line;
             }
             seen.push(line);
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

@@ -637,3 +637,46 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+// ---------------------------------------------------------------------------
+// A `livesettings watch` process
+
+/// A `livesettings watch` child process whose stdout lines arrive on a
+/// channel; killed on drop if still running. Test files add the readers
+/// they need in their own `impl` blocks.
+pub struct WatchProcess {
+    pub child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl WatchProcess {
+    pub fn spawn(db: &Path, args: &[&str]) -> WatchProcess {
+        let mut child = cli_command(db)
+            .arg("watch")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn livesettings watch");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        WatchProcess { child, lines }
+    }
+}
+
+impl Drop for WatchProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
