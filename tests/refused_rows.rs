@@ -109,3 +109,31 @@ fn a_file_holding_a_key_below_a_leaf_opens_serves_the_leaf_and_reports_the_key()
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0].keys, ["a.b.c"]);
 }
+
+#[test]
+fn watch_reports_the_rows_refused_at_start_up() {
+    let db = TempDb::new();
+    Store::open(&db.path).unwrap().close().unwrap();
+    sqlite3(
+        &db.path,
+        "INSERT INTO settings (key, value) VALUES ('app.huge', '1e400'), ('app.ok', '1')",
+    );
+    let watch = support::WatchProcess::spawn(&db.path, &["--json"]);
+    let mut lines = Vec::new();
+    let rejected = loop {
+        let line = watch
+            .lines
+            .recv_timeout(support::TIMEOUT)
+            .unwrap_or_else(|error| panic!("no rejected line; got {lines:?}: {error}"));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["event"] == "rejected" {
+            break value;
+        }
+        lines.push(value);
+    };
+    assert_eq!(rejected["key"], "app.huge", "{rejected}");
+    assert!(
+        lines.iter().any(|line| line["event"] == "ready"),
+        "ready comes first: {lines:?}"
+    );
+}

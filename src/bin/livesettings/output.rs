@@ -69,6 +69,20 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
             snapshot.seq()
         ))?;
     }
+    // What the store refuses already (values it cannot read, keys below a
+    // key that holds a value, sections a rule refuses), reported once.
+    for rejection in store.rejected() {
+        if rejection.keys.iter().any(|key| is_at_or_below(prefix, key)) {
+            let event = Event::Rejected(rejection);
+            for text in if as_json {
+                json_lines(&event)
+            } else {
+                human_lines(&event, None)
+            } {
+                line(&text)?;
+            }
+        }
+    }
     // What this watch has printed, to resynchronize from after a lag.
     let mut view = snapshot;
     let mut events = events;
@@ -324,4 +338,13 @@ fn utc_now() -> String {
         day_secs % 60,
         since.subsec_millis()
     )
+}
+
+/// Whether `key` is `prefix` or below it (`""` is everything).
+fn is_at_or_below(prefix: &str, key: &str) -> bool {
+    prefix.is_empty()
+        || key == prefix
+        || (key.len() > prefix.len()
+            && key.starts_with(prefix)
+            && key.as_bytes()[prefix.len()] == b'.')
 }
