@@ -54,10 +54,16 @@ mod watch;
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::error::{Error, Result};
+
+// The dependency types that appear in this crate's signatures, re-exported so
+// that callers name exactly the versions the store uses (`livesettings::
+// Receiver`, `livesettings::rusqlite::params!` in a `write` closure). A major
+// bump of one of these crates is a breaking change of livesettings and is
+// released as one.
 pub use crate::events::{Change, Event, Rejection, ReloadReason, Source};
 pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
 pub use crate::live::Live;
-pub use crate::options::{Options, WatchMode};
+pub use crate::options::{Durability, Options, WatchMode};
 pub use crate::rules::{Rule, Rules, Violation};
 pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
@@ -65,6 +71,10 @@ pub use crate::store::history::Resumed;
 pub use crate::store::{Commit, Store};
 pub use crate::value::parse_json_value;
 pub use crate::value::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
+pub use arc_swap::Guard;
+pub use crossbeam_channel::Receiver;
+pub use rusqlite;
+pub use rusqlite::Transaction;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -843,3 +843,30 @@ fn local_writes_are_reported_as_local_while_the_watcher_polls() {
     assert_eq!(stats.external_changes, 0, "{stats:?}");
     assert_eq!(stats.external_applies, 0, "{stats:?}");
 }
+
+/// `Durability::Full` syncs every commit (`synchronous=FULL` on the writer
+/// connection); the default is `NORMAL`.
+#[test]
+fn durability_sets_how_the_writer_syncs_commits() {
+    use livesettings::Durability;
+    let synchronous = |store: &livesettings::Store| -> i64 {
+        store
+            .write(|tx| Ok(tx.query_row("PRAGMA synchronous", [], |row| row.get(0))?))
+            .unwrap()
+    };
+    let db = TempDb::new();
+    let normal = Options::new()
+        .with_watch(WatchMode::Off)
+        .open(&db.path)
+        .unwrap();
+    assert_eq!(synchronous(&normal), 1, "NORMAL");
+    normal.close().unwrap();
+    let full = Options::new()
+        .with_watch(WatchMode::Off)
+        .with_durability(Durability::Full)
+        .open(&db.path)
+        .unwrap();
+    assert_eq!(synchronous(&full), 2, "FULL");
+    full.set("a.b", &1).unwrap();
+    assert_eq!(full.get::<i64>("a.b").unwrap(), Some(1));
+}

@@ -9,6 +9,7 @@ use crate::db::side_files::{OrphanPin, SideFiles};
 use crate::engine::reader::Reader;
 use crate::engine::writer::Writer;
 use crate::error::{Error, Result};
+use crate::options::Durability;
 
 /// How a store opens the file it finds at the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,7 @@ impl Connections {
         path: &Path,
         resolved: &Path,
         busy_timeout: Duration,
+        durability: Durability,
         follow: Follow,
     ) -> Result<Connections> {
         let missing = || Error::DatabaseMissing {
@@ -84,7 +86,7 @@ impl Connections {
                     .to_owned(),
             });
         }
-        let writer = Writer::open(path, busy_timeout)?;
+        let writer = Writer::open(path, busy_timeout, durability)?;
         let reader = match Reader::open(path, busy_timeout) {
             Ok(reader) => reader,
             Err(error) => {

@@ -173,8 +173,7 @@ impl Core {
     pub(crate) fn open(path: &Path, options: Options) -> Result<Core> {
         crate::db::file_id::create_private(path, options.file_mode())?;
         let resolved = resolved(path);
-        let mut connections =
-            open_connections(path, &resolved, options.busy_timeout(), Follow::Active)?;
+        let mut connections = open_connections(path, &resolved, &options, Follow::Active)?;
         let session = writer::random_id(connections.writer.connection(), path)?;
         let (tx, _) = connections.reader.begin_pass(path)?;
         let pass = catch_up(
@@ -481,12 +480,7 @@ impl Core {
             });
         }
         engine.resolved = resolved(&self.path);
-        let connections = open_connections(
-            &self.path,
-            &engine.resolved,
-            self.options.busy_timeout(),
-            follow,
-        )?;
+        let connections = open_connections(&self.path, &engine.resolved, &self.options, follow)?;
         let show =
             |instance: &Option<String>| instance.clone().unwrap_or_else(|| "none".to_owned());
         log::info!(
@@ -665,12 +659,18 @@ fn begin<'c>(conn: &'c mut rusqlite::Connection, path: &Path) -> Result<Transact
 fn open_connections(
     path: &Path,
     resolved: &Path,
-    busy_timeout: Duration,
+    options: &Options,
     follow: Follow,
 ) -> Result<Connections> {
     let mut attempts = 0;
     loop {
-        match Connections::open(path, resolved, busy_timeout, follow) {
+        match Connections::open(
+            path,
+            resolved,
+            options.busy_timeout(),
+            options.durability(),
+            follow,
+        ) {
             Err(Error::FileReplaced { .. }) if attempts < REPLACED_RETRIES => attempts += 1,
             outcome => return outcome,
         }

@@ -23,6 +23,7 @@ use crate::db::change_log::{LogRow, log_row};
 use crate::db::schema;
 use crate::error::{Error, Result, SqliteContext};
 use crate::events::ReloadReason;
+use crate::options::Durability;
 
 /// The rowids of `settings_log` inserted by the current transaction.
 type HookRecord = Arc<Mutex<Vec<i64>>>;
@@ -39,8 +40,17 @@ pub(crate) struct Writer {
 impl Writer {
     /// Opens the writer connection on `path` (which must exist), applies the
     /// schema and registers the hooks.
-    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Writer> {
+    pub(crate) fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        durability: Durability,
+    ) -> Result<Writer> {
         let mut conn = crate::db::open_connection(path, busy_timeout, 1024)?;
+        if durability == Durability::Full {
+            // Only the writer commits: the read connection needs no syncing.
+            conn.pragma_update(None, "synchronous", "FULL")
+                .context(path, "cannot set synchronous=FULL")?;
+        }
         schema::ensure_schema(&mut conn, path)?;
         let hook_record = HookRecord::default();
         let on_update = Arc::clone(&hook_record);
