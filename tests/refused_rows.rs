@@ -137,3 +137,33 @@ fn watch_reports_the_rows_refused_at_start_up() {
         "ready comes first: {lines:?}"
     );
 }
+
+/// One commit that adds a key below a leaf and removes the leaf is a valid
+/// restructuring: the place of a key is judged once the whole commit is in.
+#[test]
+fn a_commit_that_turns_a_leaf_into_a_section_is_applied_whole() {
+    let db = TempDb::new();
+    let store = Store::open(&db.path).unwrap();
+    store.set("m.a", &1).unwrap();
+    let events = store.subscribe("m").unwrap();
+    sqlite3(
+        &db.path,
+        "BEGIN; INSERT INTO settings (key, value) VALUES ('m.a.deep', '2'); \
+         DELETE FROM settings WHERE key = 'm.a'; COMMIT;",
+    );
+    let mut seen = Vec::new();
+    recv_until(
+        &events,
+        &mut seen,
+        "the new key",
+        |event| matches!(event, Event::Change(change) if change.key == "m.a.deep"),
+    );
+    support::wait_until("the leaf is gone", || !store.contains("m.a"));
+    assert_eq!(store.subtree("m").unwrap(), Some(json!({"a": {"deep": 2}})));
+    assert!(store.rejected().is_empty(), "{:?}", store.rejected());
+    assert!(
+        seen.iter()
+            .all(|event| !matches!(event, Event::Rejected(_))),
+        "{seen:?}"
+    );
+}

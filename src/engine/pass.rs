@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::db::change_log::{LogRow, RowPrint, decode_row};
 use crate::events::{Change, Event, Rejection, ReloadReason, Source};
 use crate::snapshot::Snapshot;
+use serde_json::Value;
 
 /// Where the snapshot stands in the change log: the one applied position.
 #[derive(Clone, Debug, Default)]
@@ -92,6 +93,9 @@ pub(crate) fn add_own_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
 /// seq of its last row in the run.
 pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
     let is_local = |row: &LogRow| row.session.as_deref() == Some(session);
+    // Keys given a value, to check their place once the whole batch is in
+    // (`INSERT a.b.c; DELETE a.b` in one commit is fine): (seq, key, old).
+    let mut placed: Vec<(i64, String, Option<Arc<Value>>)> = Vec::new();
     let mut run_start = 0;
     while run_start < rows.len() {
         let source_local = is_local(&rows[run_start]);
@@ -113,11 +117,7 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
         };
         for at in order {
             let row = &run[at];
-            let decoded = decode_row(row).and_then(|new| match &new {
-                Some(_) => misplaced(&pass.snapshot, &row.key).map_or(Ok(new), Err),
-                None => Ok(new),
-            });
-            let new = match decoded {
+            let new = match decode_row(row) {
                 Ok(new) => {
                     pass.refused.push((row.key.clone(), None));
                     new
@@ -142,6 +142,9 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
             }
             let key: Arc<str> = Arc::from(row.key.as_str());
             pass.snapshot.put(Arc::clone(&key), new.clone());
+            if new.is_some() {
+                placed.push((row.seq, row.key.clone(), old.clone()));
+            }
             pass.events.push(Event::Change(Change {
                 seq: row.seq,
                 key: row.key.clone(),
@@ -152,10 +155,40 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
         }
         run_start = run_end;
     }
+    refuse_misplaced(pass, placed);
     pass.touched.extend(
         rows.iter()
             .map(|row| (row.seq, Arc::from(row.key.as_str()))),
     );
+}
+
+/// Refuses the keys of a batch that ended up both a value and a section
+/// (below a key that holds a value, or above keys): newest first, each put
+/// back to what it was, its change turned into a rejection.
+fn refuse_misplaced(pass: &mut Pass, mut placed: Vec<(i64, String, Option<Arc<Value>>)>) {
+    placed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let mut refused_any = false;
+    for (seq, key, old) in placed {
+        let Some(reason) = misplaced(&pass.snapshot, &key) else {
+            continue;
+        };
+        log::warn!("rejected the write at seq {seq}: {reason}");
+        pass.snapshot.put(Arc::from(key.as_str()), old);
+        pass.events
+            .retain(|event| !matches!(event, Event::Change(change) if change.key == key && change.seq == seq));
+        let rejection = Rejection {
+            seq,
+            keys: vec![key.clone()],
+            reason,
+        };
+        pass.rejected += 1;
+        pass.refused.push((key, Some(rejection.clone())));
+        pass.events.push(Event::Rejected(rejection));
+        refused_any = true;
+    }
+    if refused_any {
+        pass.events.sort_by_key(Event::seq);
+    }
 }
 
 /// Why `key` cannot hold a value in `snapshot`: a key above it holds one,
