@@ -166,7 +166,7 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
 /// (below a key that holds a value, or above keys): newest first, each put
 /// back to what it was, its change turned into a rejection.
 fn refuse_misplaced(pass: &mut Pass, mut placed: Vec<(i64, String, Option<Arc<Value>>)>) {
-    placed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    placed.sort_unstable_by_key(|(seq, _, _)| std::cmp::Reverse(*seq));
     let mut refused_any = false;
     for (seq, key, old) in placed {
         let Some(reason) = misplaced(&pass.snapshot, &key) else {
