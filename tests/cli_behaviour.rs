@@ -318,6 +318,8 @@ fn watch_json_with_a_closed_reader_exits_141_quietly() {
         assert!(Instant::now() < deadline, "watch still runs");
         n += 1;
         cli_ok(&db.path, &["set", "a.n", &n.to_string()]);
+        // Pacing of the writes that make the watch print, not a wait: the
+        // loop ends on the watch's exit or the deadline.
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();

@@ -305,6 +305,7 @@ impl Proc {
             if Instant::now() >= deadline {
                 return None;
             }
+            // Poll interval of this deadline-bounded wait for the exit.
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -684,6 +685,8 @@ fn two_embedders_and_two_watchers_converge_while_a_deploy_renames_copies_over_th
         );
         follow_ms.push((last_follow - t_after_rename) as f64 / 1e6);
 
+        // The workload, not a wait: the writers keep writing into round r's
+        // file for a random 20–50 ms before it is read and replaced.
         std::thread::sleep(Duration::from_millis(20 + rng.below(31) as u64));
         let (t_read_start, settings, log) = read_round(&path);
         assert_eq!(
@@ -701,6 +704,7 @@ fn two_embedders_and_two_watchers_converge_while_a_deploy_renames_copies_over_th
         });
     }
     let rounds_took = rounds_started.elapsed();
+    // The workload: writes into the last file after its round was read.
     std::thread::sleep(Duration::from_millis(50));
 
     // Stop the writers, then wait until everyone holds what the file holds.

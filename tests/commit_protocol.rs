@@ -1,13 +1,13 @@
-mod support;
+//! The commit protocol under concurrency: validators judge inside the
+//! pass's transaction, rows are classified by session, a write is
+//! acknowledged only when it is in the file at the path, re-entry is
+//! refused, lag notices come at once, threads are joined on drop, and a
+//! store opened through a symlink follows the real file.
+//!
+//! Every foreign writer is a real second process: the `sqlite3` shell,
+//! Python's `sqlite3` module, or the CLI binary.
 
-// Regression tests for defects of the engine before its rewrite (one
-// commit protocol for local and foreign changes): validators judging
-// inside the pass's transaction, rows classified by session, file identity
-// re-checked under the write lock and after COMMIT, re-entry refused,
-// immediate lag notices, threads joined on drop.
-//
-// Every foreign writer is a real second process: the `sqlite3` shell,
-// Python's `sqlite3` module, or the CLI binary.
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -27,6 +27,24 @@ use support::*;
 
 // ---------------------------------------------------------------------------
 // Helpers of this file
+
+/// A store without a watcher: it applies foreign commits only with its own
+/// writes, so a test decides when it catches up.
+fn unwatched(db: &TempDb) -> Store {
+    Options::new()
+        .with_watch(WatchMode::Off)
+        .open(&db.path)
+        .unwrap()
+}
+
+/// `livesettings set KEY VALUE` in another process; returns the seq it
+/// printed.
+fn cli_set(db: &TempDb, key: &str, value: &str) -> i64 {
+    cli_ok(&db.path, &["set", key, value])
+        .trim()
+        .parse()
+        .expect("set prints its seq")
+}
 
 /// Runs `body` on a thread of its own and returns its result, or panics
 /// when it has not finished within `limit` (what used to deadlock fails
@@ -719,19 +737,10 @@ fn local_writes_racing_watcher_passes_are_reported_as_local() {
 fn subscribe_from_a_seq_the_store_has_not_applied_delivers_nothing_at_or_before_it() {
     let db = TempDb::new();
     // No watcher: the store applies foreign commits only with its own writes.
-    let store = Options::new()
-        .with_watch(WatchMode::Off)
-        .open(&db.path)
-        .unwrap();
+    let store = unwatched(&db);
     store.set("b.y", &0).unwrap();
-    let first: i64 = cli_ok(&db.path, &["set", "a.x", "1"])
-        .trim()
-        .parse()
-        .unwrap();
-    let second: i64 = cli_ok(&db.path, &["set", "a.y", "2"])
-        .trim()
-        .parse()
-        .unwrap();
+    let first: i64 = cli_set(&db, "a.x", "1");
+    let second: i64 = cli_set(&db, "a.y", "2");
     assert!(store.snapshot().seq() < first && first < second);
 
     let Resumed::Replayed(from_first) = store.subscribe_from("", first).unwrap() else {
@@ -767,15 +776,9 @@ fn subscribe_from_a_seq_the_store_has_not_applied_delivers_nothing_at_or_before_
 #[test]
 fn subscribe_from_beyond_the_newest_seq_is_unknown() {
     let db = TempDb::new();
-    let store = Options::new()
-        .with_watch(WatchMode::Off)
-        .open(&db.path)
-        .unwrap();
+    let store = unwatched(&db);
     store.set("b.y", &0).unwrap();
-    let newest: i64 = cli_ok(&db.path, &["set", "a.x", "1"])
-        .trim()
-        .parse()
-        .unwrap();
+    let newest: i64 = cli_set(&db, "a.x", "1");
     assert_eq!(newest, newest_logged_seq(&db.path));
     assert!(matches!(
         store.subscribe_from("", newest),
@@ -1331,7 +1334,7 @@ fn a_busy_watcher_check_does_not_force_a_recovery_reload() {
 }
 
 /// Set in the child process of the thread-count test.
-const THREADS_CHILD: &str = "LIVESETTINGS_ENGINE_REGRESSIONS_THREADS_CHILD";
+const THREADS_CHILD: &str = "LIVESETTINGS_COMMIT_PROTOCOL_THREADS_CHILD";
 
 #[test]
 fn dropping_a_store_joins_every_thread_it_started() {
@@ -1515,10 +1518,7 @@ fn retargeting_the_symlink_a_store_opened_keeps_its_writes_in_the_real_file() {
 #[test]
 fn a_set_is_placed_against_foreign_keys_the_store_has_not_applied_yet() {
     let db = TempDb::new();
-    let store = Options::new()
-        .with_watch(WatchMode::Off)
-        .open(&db.path)
-        .unwrap();
+    let store = unwatched(&db);
     store.set("p.other", &1).unwrap();
     sqlite3(
         &db.path,
