@@ -126,7 +126,9 @@ impl Rule {
             .collect()
     }
 
-    fn problem(&self, value: &Value) -> Option<String> {
+    /// Why `value` breaks this rule, or `None` (the key is not checked
+    /// against the pattern).
+    pub(crate) fn problem(&self, value: &Value) -> Option<String> {
         if let Some(kind) = &self.kind {
             let fits = match kind.as_str() {
                 "number" => value.is_number(),

@@ -26,6 +26,7 @@
 
 pub(crate) mod catch_up;
 pub(crate) mod connections;
+pub(crate) mod fallback;
 pub(crate) mod pass;
 pub(crate) mod reader;
 pub(crate) mod reentrancy;
@@ -47,7 +48,7 @@ use crate::db::file_id::{file_at, resolved};
 use crate::db::side_files::FollowLock;
 use crate::error::{Error, Result};
 use crate::events::subscribers::Subscribers;
-use crate::events::{Rejection, ReloadReason};
+use crate::events::{Event, Rejection, ReloadReason};
 use crate::live::LiveRegistry;
 use crate::options::Options;
 use crate::snapshot::Snapshot;
@@ -56,7 +57,7 @@ use catch_up::catch_up;
 use connections::{Connections, Follow};
 use pass::{Pass, Position, add_own_rows};
 use reentrancy::Entered;
-use validators::{Check, Validators};
+use validators::{Registration, Validators, check_once};
 use writer::{Writer, stamp_own_rows};
 
 /// How often a write is retried when the file at the path is replaced under
@@ -501,16 +502,82 @@ impl Core {
             .get_or_insert(ReloadReason::Recovery);
     }
 
-    /// Registers a validator; `accept` checks the current snapshot first,
-    /// all inside the engine, so no pass can slip in between.
-    pub(crate) fn add_validators(
-        &self,
-        accept: impl FnOnce(&Snapshot) -> Result<Vec<(String, Check)>>,
-    ) -> Result<()> {
+    /// Registers validators, all inside the engine so no pass can slip in
+    /// between. A validator that refuses what readers see now gets the
+    /// section served from a state it accepts (`engine/fallback.rs`), a
+    /// pending rejection, and a published `Rejected` event; the database is
+    /// not changed.
+    pub(crate) fn add_validators(&self, registrations: Vec<Registration>) -> Result<()> {
+        let started = Instant::now();
         let mut guard = self.enter("validate")?;
-        for (prefix, check) in accept(&self.snapshot.load())? {
-            guard.engine.validators.add(&prefix, check);
+        if guard.engine.connections.is_none() && file_at(&self.path)?.is_some() {
+            // Best effort: without the file only defaults or withholding
+            // remain, which is still a start.
+            if let Err(error) = self.follow_file(&mut guard.engine, Follow::Passive) {
+                log::debug!("registering without the change log: {error}");
+            }
         }
+        let Engine {
+            connections,
+            position,
+            validators,
+            refused,
+            ..
+        } = &mut *guard.engine;
+        let base = self.snapshot.load_full();
+        let mut working = (*base).clone();
+        let mut rejections = Vec::new();
+        let read = match connections.as_mut() {
+            Some(connections) => Some(connections.reader.read(&self.path)?),
+            None => None,
+        };
+        for registration in registrations {
+            let pending = match check_once(&registration.check, &working) {
+                Ok(()) => None,
+                Err(reason) => {
+                    let served = fallback::serve(
+                        read.as_deref(),
+                        &self.path,
+                        &working,
+                        &registration,
+                        self.options.defaults(),
+                    )?;
+                    let prefix = registration.prefix.as_str();
+                    let keys = validators::changed_keys(&working, &served.snapshot, prefix);
+                    log::warn!(
+                        "the stored section '{prefix}' is refused by its validator ({reason}); {}",
+                        served.how
+                    );
+                    // At the position, like every event published now (the
+                    // refused rows are older).
+                    let newest = served
+                        .refused_seq
+                        .map(|seq| format!(" (its newest change is seq {seq})"))
+                        .unwrap_or_default();
+                    let rejection = Rejection {
+                        seq: position.seq,
+                        keys,
+                        reason: format!("section '{prefix}'{newest} {reason}; {}", served.how),
+                    };
+                    working = served.snapshot;
+                    rejections.push(rejection.clone());
+                    Some(rejection)
+                }
+            };
+            validators.add(registration, pending);
+        }
+        drop(read);
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        // No change events: the served values are not what the log holds
+        // at any seq after the position. The `Rejected` events name the
+        // keys whose value readers now see differently.
+        let mut pass = Pass::unchanged(&working, position);
+        pass.rejected = rejections.len();
+        pass.events = rejections.into_iter().map(Event::Rejected).collect();
+        let pending = all_rejections(validators, refused);
+        self.publish(pass, pending, started);
         Ok(())
     }
 
@@ -562,9 +629,14 @@ impl Core {
         let snapshot = std::sync::Arc::new(snapshot);
         self.snapshot.store(std::sync::Arc::clone(&snapshot));
         *lock(&self.rejections) = pending;
-        let changed = events
-            .iter()
-            .filter_map(|event| event.as_change().map(|change| change.key.as_str()));
+        // A rejection's keys may be served differently too (a registration's
+        // fallback), so typed live values re-read them.
+        let changed = events.iter().flat_map(|event| match event {
+            Event::Change(change) => std::slice::from_ref(&change.key),
+            Event::Rejected(rejection) => rejection.keys.as_slice(),
+            _ => &[],
+        })
+        .map(String::as_str);
         self.lives.refresh(&snapshot, reload.is_some(), changed);
         let dropped = self.subscribers.publish(&events);
         let counters = &self.counters;

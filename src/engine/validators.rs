@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use rusqlite::Connection;
+use serde_json::Value;
 
 use crate::db::change_log::read_section;
 use crate::engine::pass::Pass;
@@ -25,9 +26,22 @@ use crate::snapshot::Snapshot;
 /// A section check: `Err(reason)` when the section is invalid.
 pub(crate) type Check = Box<dyn Fn(&Snapshot) -> Result<(), String> + Send + Sync>;
 
+/// A check of one key's value, for validators that judge keys one by one
+/// (rules): `Some(reason)` when the value is refused. With it, a refusal
+/// puts back only the refused keys, not the whole section.
+pub(crate) type KeyCheck = Box<dyn Fn(&str, &Value) -> Option<String> + Send + Sync>;
+
+/// A validator to register.
+pub(crate) struct Registration {
+    pub(crate) prefix: String,
+    pub(crate) check: Check,
+    pub(crate) per_key: Option<KeyCheck>,
+}
+
 struct Validator {
     prefix: String,
     check: Check,
+    per_key: Option<KeyCheck>,
     /// The foreign write this validator refused, until a later state of its
     /// section is valid.
     pending: Option<Rejection>,
@@ -45,12 +59,14 @@ fn overlaps(a: &str, b: &str) -> bool {
 }
 
 impl Validators {
-    /// Registers a check for the section under `prefix`.
-    pub(crate) fn add(&mut self, prefix: &str, check: Check) {
+    /// Registers a validator, with the refusal its registration found
+    /// (see `engine/fallback.rs`).
+    pub(crate) fn add(&mut self, registration: Registration, pending: Option<Rejection>) {
         self.list.push(Validator {
-            prefix: prefix.to_owned(),
-            check,
-            pending: None,
+            prefix: registration.prefix,
+            check: registration.check,
+            per_key: registration.per_key,
+            pending,
         });
     }
 
@@ -74,6 +90,21 @@ impl Validators {
         local_keys: &[&str],
     ) -> Result<()> {
         for validator in &self.list {
+            if let Some(per_key) = &validator.per_key {
+                // Judged key by key: a write is refused for its own value
+                // only, never for another key's stored one.
+                for key in local_keys.iter().filter(|key| is_under(&validator.prefix, key)) {
+                    if let Some(value) = candidate.get_json(key) {
+                        if let Some(reason) = per_key(key, value) {
+                            return Err(Error::Rejected {
+                                key: (*key).to_owned(),
+                                reason: format!("value {value} is {reason}"),
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
             let Some(key) = local_keys
                 .iter()
                 .find(|key| is_under(&validator.prefix, key))
@@ -159,12 +190,14 @@ impl Validators {
                     continue;
                 }
                 verdicts[at] = run_check(validator, &working).err();
-                if verdicts[at].is_some()
-                    && working.section_pairs(&validator.prefix)
-                        != base.section_pairs(&validator.prefix)
+                if verdicts[at].is_none() {
+                    continue;
+                }
+                let put_back = put_back(validator, &working, base);
+                if put_back.section_pairs(&validator.prefix)
+                    != working.section_pairs(&validator.prefix)
                 {
-                    working = working
-                        .with_section(&validator.prefix, base.section_pairs(&validator.prefix));
+                    working = put_back;
                     reverted[at] = verdicts[at].clone();
                     reverted_now.push(validator.prefix.clone());
                 }
@@ -194,7 +227,7 @@ impl Validators {
                     }
                 }
                 Some(Ok(reason)) => {
-                    let keys = changed_keys(base, &before_reverts, &validator.prefix);
+                    let keys = changed_keys(&working, &before_reverts, &validator.prefix);
                     let seq = pass
                         .touched
                         .iter()
@@ -276,6 +309,27 @@ fn rewrite_events(pass: &mut Pass, base: &Snapshot, working: &Snapshot, prefixes
     pass.events.sort_by_key(Event::seq);
 }
 
+/// `working` with the validator's refused changes put back to what readers
+/// see (`base`): only the refused keys for a per-key validator, the whole
+/// section otherwise.
+fn put_back(validator: &Validator, working: &Snapshot, base: &Snapshot) -> Snapshot {
+    let Some(per_key) = &validator.per_key else {
+        return working.with_section(&validator.prefix, base.section_pairs(&validator.prefix));
+    };
+    let refused: Vec<std::sync::Arc<str>> = working
+        .section_pairs(&validator.prefix)
+        .into_iter()
+        .filter(|(key, value)| per_key(key, value).is_some())
+        .map(|(key, _)| key)
+        .collect();
+    let mut next = working.clone();
+    for key in refused {
+        let before = base.entry(&key).cloned();
+        next.put(key, before);
+    }
+    next
+}
+
 /// Runs a user's check; a panic is a refusal, not the end of the watcher.
 fn run_check(validator: &Validator, snapshot: &Snapshot) -> Result<(), String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (validator.check)(snapshot)))
@@ -289,7 +343,8 @@ fn run_check(validator: &Validator, snapshot: &Snapshot) -> Result<(), String> {
         })
 }
 
-fn changed_keys(before: &Snapshot, after: &Snapshot, prefix: &str) -> Vec<String> {
+/// The keys at or below `prefix` whose value differs.
+pub(crate) fn changed_keys(before: &Snapshot, after: &Snapshot, prefix: &str) -> Vec<String> {
     let mut keys: BTreeSet<&str> = before.keys(prefix).collect();
     keys.extend(after.keys(prefix));
     keys.into_iter()

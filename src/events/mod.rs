@@ -107,9 +107,11 @@ impl fmt::Display for ReloadReason {
 /// keeps the last good value of the key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rejection {
-    /// The change-log position of the refused write.
+    /// The change-log position of the refused write; for a validator
+    /// registered over stored values it refuses, the store's position then.
     pub seq: i64,
-    /// The keys left at their last good value.
+    /// The keys left at their last good value (or served from the
+    /// fallback a registration chose).
     pub keys: Vec<String>,
     /// Why.
     pub reason: String,

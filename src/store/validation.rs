@@ -5,8 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::engine::validators::{Check, check_once};
-use crate::error::{Error, Result};
+use crate::engine::validators::{Check, KeyCheck, Registration};
+use crate::error::Result;
 use crate::key::validate_prefix;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -16,9 +16,16 @@ impl Store {
     /// `prefix`: from now on a write that leaves the section undecodable as
     /// `T`, or that `validate` refuses, is not applied (see the README).
     ///
+    /// Registering over stored values the validator refuses does not fail:
+    /// the section is served from the newest logged state it accepts, else
+    /// from the defaults given to [`Options::with_defaults`](crate::Options::with_defaults),
+    /// else withheld (see the README's "Bad stored data at start-up");
+    /// [`Store::rejected`] and a [`Event::Rejected`](crate::Event::Rejected)
+    /// say so until a write makes the section valid.
+    ///
     /// # Errors
-    /// [`Error::Rejected`] when the section is invalid already (nothing is
-    /// registered then).
+    /// [`Error::InvalidKey`] for a malformed prefix, or an error reading the
+    /// change log.
     ///
     /// ```
     /// #[derive(serde::Deserialize)]
@@ -46,17 +53,11 @@ impl Store {
                 .map_err(|error| format!("does not fit its schema: {error}"))?;
             validate(&section).map_err(|reason| format!("is invalid: {reason}"))
         });
-        // Checked and registered inside the engine: no write or pass can
-        // slip in between.
-        self.core.add_validators(|snapshot| {
-            if let Err(reason) = check_once(&check, snapshot) {
-                return Err(Error::Rejected {
-                    key: prefix.to_owned(),
-                    reason: format!("the stored section {reason}"),
-                });
-            }
-            Ok(vec![(prefix.to_owned(), check)])
-        })
+        self.core.add_validators(vec![Registration {
+            prefix: prefix.to_owned(),
+            check,
+            per_key: None,
+        }])
     }
 
     /// Registers a validator over the raw JSON of the section under
@@ -74,35 +75,47 @@ impl Store {
     /// Registers declarative [`Rules`](crate::Rules): each rule validates
     /// the keys it matches, as [`Store::validate_section`] does for a section.
     ///
+    /// Stored values a rule refuses do not make this fail: each refused
+    /// key is served from its newest logged value the rule accepts, else
+    /// from the defaults, else withheld, and reported as for
+    /// [`Store::validate_section`].
+    ///
     /// # Errors
-    /// [`Error::Rejected`] naming the first violation when the stored
-    /// settings break a rule already (nothing is registered then).
+    /// An error reading the change log.
     pub fn validate_rules(&self, rules: &crate::Rules) -> Result<()> {
-        self.core.add_validators(|snapshot| {
-            if let Some(violation) = rules.check(snapshot).first() {
-                return Err(Error::Rejected {
-                    key: violation.key.clone(),
-                    reason: format!("stored value {} is {}", violation.value, violation.reason),
-                });
-            }
-            let mut checks = Vec::new();
-            for rule in &rules.rules {
-                let rule = rule.clone();
+        let registrations = rules
+            .rules
+            .iter()
+            .map(|rule| {
                 let prefix = rule.fixed_prefix();
-                let check: Check =
-                    Box::new(
-                        move |snapshot: &Snapshot| match rule.violations(snapshot).first() {
-                            None => Ok(()),
-                            Some(violation) => Err(format!(
-                                "has '{}' = {}: {}",
-                                violation.key, violation.value, violation.reason
-                            )),
-                        },
-                    );
-                checks.push((prefix, check));
-            }
-            Ok(checks)
-        })
+                let for_check = rule.clone();
+                let check: Check = Box::new(move |snapshot: &Snapshot| {
+                    match for_check.violations(snapshot).first() {
+                        None => Ok(()),
+                        Some(violation) => Err(format!(
+                            "has '{}' = {}: {}",
+                            violation.key, violation.value, violation.reason
+                        )),
+                    }
+                });
+                let for_keys = rule.clone();
+                let per_key: KeyCheck = Box::new(move |key: &str, value: &Value| {
+                    if for_keys.matches(key) {
+                        for_keys
+                            .problem(value)
+                            .map(|problem| format!("{problem} (rule for '{}')", for_keys.keys))
+                    } else {
+                        None
+                    }
+                });
+                Registration {
+                    prefix,
+                    check,
+                    per_key: Some(per_key),
+                }
+            })
+            .collect();
+        self.core.add_validators(registrations)
     }
 
     /// The foreign writes currently refused by a validator (each cleared

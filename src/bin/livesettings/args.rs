@@ -41,6 +41,8 @@ pub enum Command {
         /// A JSON value (strings in double quotes); negative numbers need no `--`
         #[arg(allow_negative_numbers = true)]
         value: String,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Remove KEY (with --recursive, also every key below it)
     Unset {
@@ -49,6 +51,8 @@ pub enum Command {
         /// Also remove the keys below KEY
         #[arg(long, short)]
         recursive: bool,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Merge a nested JSON document (a file, or - for stdin) into the settings
     Import {
@@ -58,6 +62,8 @@ pub enum Command {
         /// prints)
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Print the settings (or the section below PREFIX) as nested JSON
     Export {
@@ -105,6 +111,8 @@ pub enum Command {
         /// Restore the whole state as of SEQ instead of one change
         #[arg(long)]
         to: bool,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Delete old change-log rows (in small batches)
     Prune {
@@ -150,7 +158,9 @@ pub struct Seed {
     pub no_defaults: bool,
 }
 
-/// Where the validation rules come from.
+/// Where the validation rules come from: `watch` and `check` judge the
+/// settings with them, and every writing command refuses a write they
+/// refuse.
 #[derive(clap::Args, Debug)]
 pub struct SchemaArg {
     /// Rules file (see the README) [default: $SETTINGS_SCHEMA_PATH, else

@@ -8,7 +8,7 @@ use livesettings::{Error, Options, Retention, Rules, Store, WatchMode};
 use serde_json::Value;
 
 use crate::args::{Cli, Command, SchemaArg, Seed};
-use crate::failure::{Failure, note, out};
+use crate::failure::{Failure, note, out, out_committed};
 use crate::output;
 use crate::stats;
 
@@ -41,7 +41,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             }
         }
-        Command::Set { key, value } => {
+        Command::Set { key, value, schema } => {
             // Check everything before opening: a failed command must not even
             // create the database file.
             livesettings::validate_key(&key)?;
@@ -61,7 +61,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     "nothing to set: '{value}' holds no value (an object writes the section below '{key}', and an empty one writes nothing)"
                 )));
             }
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_for_writing(&path, &schema)?;
             let commit = if parsed.is_object() {
                 // `set a.b '{"c":1}'` writes the section below a.b.
                 let mut tree = serde_json::Map::new();
@@ -70,11 +70,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 store.set(&key, &parsed)?
             };
-            out(&commit.seq.to_string())?;
+            out_committed(commit.seq)?;
         }
-        Command::Unset { key, recursive } => {
+        Command::Unset {
+            key,
+            recursive,
+            schema,
+        } => {
             livesettings::validate_prefix(&key)?;
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_for_writing(&path, &schema)?;
             let commit = if recursive {
                 store.unset_prefix(&key)?
             } else {
@@ -93,9 +97,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     missing_key(&key, &path)
                 }));
             }
-            out(&commit.seq.to_string())?;
+            out_committed(commit.seq)?;
         }
-        Command::Import { file, prefix } => {
+        Command::Import {
+            file,
+            prefix,
+            schema,
+        } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
             let mut document = read_document(&file)?;
@@ -106,7 +114,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 tree.insert(prefix, document);
                 document = Value::Object(tree);
             }
-            let store = open(&path, WatchMode::Off)?;
+            let store = open_for_writing(&path, &schema)?;
             let commit = store.merge_json(&document)?;
             note(&format!(
                 "imported: {} keys changed, seq {}",
@@ -117,9 +125,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
             let store = open_existing(&path)?;
-            let tree = store
-                .subtree(&prefix)?
-                .unwrap_or_else(|| Value::Object(Default::default()));
+            let tree = match store.subtree(&prefix)? {
+                Some(tree) => tree,
+                // Everything, of an empty database: an empty document.
+                None if prefix.is_empty() => Value::Object(Default::default()),
+                None => {
+                    return Err(Failure::Missing(format!(
+                        "no key or section '{prefix}' in {}",
+                        path.display()
+                    )));
+                }
+            };
             out(&pretty(&tree))?;
         }
         Command::Watch {
@@ -193,8 +209,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 out(&output::history_line(&entry, json))?;
             }
         }
-        Command::Revert { seq, to } => {
-            let store = open(&path, WatchMode::Off)?;
+        Command::Revert { seq, to, schema } => {
+            let store = open_for_writing(&path, &schema)?;
             let commit = if to {
                 let commit = store.revert_to(seq)?;
                 // `revert_to` of a seq after the newest changes nothing; the
@@ -210,7 +226,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 store.revert(seq)?
             };
-            out(&commit.seq.to_string())?;
+            out_committed(commit.seq)?;
         }
         Command::Prune { keep, older_than } => {
             if keep.is_none() && older_than.is_none() {
@@ -292,6 +308,19 @@ fn open_existing(path: &Path) -> Result<Store, Error> {
         });
     }
     open(path, WatchMode::Off)
+}
+
+/// Opens the database for a writing command, with the rules file's rules
+/// registered: the library then refuses a write they refuse, naming the
+/// key, the value and the rule, exactly as for a running `watch`. The rules
+/// file is read before anything is opened, so a bad one writes nothing.
+fn open_for_writing(path: &Path, schema: &SchemaArg) -> Result<Store, Error> {
+    let rules = load_rules(path, schema)?;
+    let store = open(path, WatchMode::Off)?;
+    if let Some(rules) = rules {
+        store.validate_rules(&rules)?;
+    }
+    Ok(store)
 }
 
 fn open(path: &Path, watch: WatchMode) -> Result<Store, Error> {

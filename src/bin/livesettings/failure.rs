@@ -14,7 +14,8 @@ const CLOSED_PIPE: u8 = 141;
 #[derive(Debug)]
 pub enum Failure {
     /// An error from the library: exit 2, except a seq that is not in the
-    /// change log (a missing target, like [`Failure::Missing`]): exit 1.
+    /// change log (a missing target, like [`Failure::Missing`]) and a write
+    /// a rule refused: exit 1.
     Error(Error),
     /// The command's target is not there, or there was nothing to do: the
     /// message, exit 1.
@@ -23,6 +24,9 @@ pub enum Failure {
     ClosedPipe,
     /// Stdout cannot be written (a full disk, an I/O error): exit 1.
     Stdout(std::io::Error),
+    /// A write committed, but its seq could not be printed: exit 1, with a
+    /// line saying it was written (so nobody retries it blindly).
+    CommittedUnprinted { seq: i64, error: std::io::Error },
 }
 
 impl From<Error> for Failure {
@@ -35,7 +39,7 @@ impl Failure {
     /// Reports the failure on stderr and returns the exit status.
     pub fn report(self) -> ExitCode {
         match self {
-            Failure::Error(error @ Error::UnknownSeq { .. }) => {
+            Failure::Error(error @ (Error::UnknownSeq { .. } | Error::Rejected { .. })) => {
                 note(&format!("livesettings: {error}"));
                 ExitCode::from(1)
             }
@@ -53,8 +57,23 @@ impl Failure {
                 note(&format!("livesettings: cannot write to stdout: {error}"));
                 ExitCode::from(1)
             }
+            Failure::CommittedUnprinted { seq, error } => {
+                note(&format!(
+                    "livesettings: committed at seq {seq}, but cannot write to stdout: {error}"
+                ));
+                ExitCode::from(1)
+            }
         }
     }
+}
+
+/// Prints the seq of a committed write: a stdout that cannot take it is
+/// reported as such, never as a failed write.
+pub fn out_committed(seq: i64) -> Result<(), Failure> {
+    out(&seq.to_string()).map_err(|failure| match failure {
+        Failure::Stdout(error) => Failure::CommittedUnprinted { seq, error },
+        other => other,
+    })
 }
 
 /// Writes one line to stdout and flushes it (`watch` prints as it goes, and
