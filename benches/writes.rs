@@ -10,7 +10,7 @@
 //!   `imbl::OrdMap<Arc<str>, Arc<Value>>`, insert one key, make the result
 //!   current. Target: cost at 100 000 keys ≤ 1.5× the cost at 1 000.
 //!   `livesettings_snapshot` is the store's real step through
-//!   `Snapshot::with_change`: both of its maps (ordered + hash index).
+//!   the snapshot-apply step (`bench_internals::apply_change`): both of its maps (ordered + hash index).
 //!   Baseline (`snapshot_apply_std_hashmap`): a `std::collections::HashMap`
 //!   clone + insert, the copy-on-write a non-persistent snapshot needs.
 //! - `merge_json`: the whole VisionFlow fixture (435 leaves) merged into a
@@ -126,9 +126,12 @@ fn snapshot_apply(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("livesettings_snapshot", keys), |b| {
             b.iter(|| {
                 at = (at + 1) % ROTATION;
-                snapshot = snapshot
-                    .with_change(&keys_rotation[at], Some(Value::from(at as f64 + 0.5)))
-                    .expect("valid change");
+                snapshot = livesettings::bench_internals::apply_change(
+                    &snapshot,
+                    &keys_rotation[at],
+                    Some(Value::from(at as f64 + 0.5)),
+                )
+                .expect("valid change");
             });
         });
         black_box(&snapshot);

@@ -3,9 +3,9 @@
 //! machine it ran on, on stdout; progress on stderr.
 //!
 //! ```text
-//! cargo run --release --example bench_report            # full run (~3 min)
-//! cargo run --release --example bench_report -- --quick # shorter, noisier
-//! cargo run --release --example bench_report -- --only foreign,idle
+//! cargo run --release --features bench-internals --example bench_report            # full run (~3 min)
+//! cargo run --release --features bench-internals --example bench_report -- --quick # shorter, noisier
+//! cargo run --release --features bench-internals --example bench_report -- --only foreign,idle
 //! ```
 //!
 //! Sections (for `--only`): `memory`, `reads`, `writes`, `engine`, `contention`,
@@ -111,10 +111,12 @@ fn main() {
         bench_support::idle::rows(&cfg, &mut rows);
     }
 
-    let command = std::iter::once("cargo run --release --example bench_report".to_owned())
-        .chain((!args.is_empty()).then(|| format!("-- {}", args.join(" "))))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = std::iter::once(
+        "cargo run --release --features bench-internals --example bench_report".to_owned(),
+    )
+    .chain((!args.is_empty()).then(|| format!("-- {}", args.join(" "))))
+    .collect::<Vec<_>>()
+    .join(" ");
     println!(
         "Benchmark report{} — `{command}` ({:.0} s)\n",
         if cfg.quick { " (quick run)" } else { "" },

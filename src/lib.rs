@@ -51,6 +51,10 @@ mod store;
 mod value;
 mod watch;
 
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals;
+
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::error::{Error, Result};

@@ -22,6 +22,7 @@ use crate::snapshot::Snapshot;
 /// A set of per-key rules.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Rules {
     /// The rules, checked in order.
     pub rules: Vec<Rule>,
@@ -30,6 +31,7 @@ pub struct Rules {
 /// One rule: a key pattern and the constraints on matching values.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Rule {
     /// Dotted pattern: `*` is one segment, `**` one or more.
     pub keys: String,
@@ -47,6 +49,7 @@ pub struct Rule {
 
 /// One value that breaks a rule.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Violation {
     /// The key.
     pub key: String,

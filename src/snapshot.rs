@@ -75,25 +75,13 @@ impl Snapshot {
 
     /// A copy with `key` set to `value` (`None` removes it), at the same
     /// seq; the original is untouched. Costs O(log n): the copy shares all
-    /// but the changed paths. This is the step the store runs per changed
-    /// key, offered for previews ("what would this section look like") and
-    /// benchmarks.
+    /// but the changed paths. The step the store runs per changed key (the
+    /// bench report reaches it through the `bench-internals` feature).
     ///
     /// # Errors
     /// [`Error::InvalidKey`] for a malformed key, [`Error::InvalidValue`]
     /// for a value too large or too deep.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
-    /// # store.set("physics.damping", &0.6)?;
-    /// let now = store.snapshot();
-    /// let preview = now.with_change("physics.damping", Some(serde_json::json!(0.9)))?;
-    /// assert_eq!(preview.get::<f64>("physics.damping")?, Some(0.9));
-    /// assert_eq!(now.get::<f64>("physics.damping")?, Some(0.6));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_change(&self, key: &str, value: Option<Value>) -> Result<Snapshot> {
+    pub(crate) fn with_change(&self, key: &str, value: Option<Value>) -> Result<Snapshot> {
         crate::key::validate_key(key)?;
         if let Some(value) = &value {
             crate::value::check_value(key, value)?;

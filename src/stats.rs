@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::events::ReloadReason;
+use crate::events::{RELOAD_REASONS, ReloadReason};
 
 /// A copy of the store's counters, from [`Store::stats`](crate::Store::stats).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Stats {
     pub external_changes: u64,
     /// Full reloads, in total.
     pub full_reloads: u64,
-    /// Full reloads by reason, in [`ReloadReason::ALL`] order.
+    /// Full reloads by reason, in a stable order (every reason, also those never seen).
     pub reloads_by_reason: Vec<(ReloadReason, u64)>,
     /// Foreign values refused (undecodable or failing validation).
     pub rejected_values: u64,
@@ -40,7 +40,7 @@ pub(crate) struct Counters {
     pub(crate) local_commits: AtomicU64,
     pub(crate) external_applies: AtomicU64,
     pub(crate) external_changes: AtomicU64,
-    pub(crate) reloads: [AtomicU64; ReloadReason::ALL.len()],
+    pub(crate) reloads: [AtomicU64; RELOAD_REASONS.len()],
     pub(crate) rejected_values: AtomicU64,
     pub(crate) watcher_errors: AtomicU64,
     pub(crate) watcher_checks: AtomicU64,
@@ -55,7 +55,7 @@ impl Counters {
     }
 
     pub(crate) fn count_reload(&self, reason: ReloadReason) {
-        let at = ReloadReason::ALL
+        let at = RELOAD_REASONS
             .iter()
             .position(|known| *known == reason)
             .unwrap_or(0);
@@ -64,7 +64,7 @@ impl Counters {
 
     pub(crate) fn snapshot(&self, keys: usize) -> Stats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let reloads_by_reason: Vec<(ReloadReason, u64)> = ReloadReason::ALL
+        let reloads_by_reason: Vec<(ReloadReason, u64)> = RELOAD_REASONS
             .iter()
             .zip(&self.reloads)
             .map(|(reason, count)| (*reason, load(count)))

@@ -29,11 +29,6 @@ fn range_is_ordered(range: &Range) -> Result<(), String> {
     }
 }
 
-fn port_rules() -> Rules {
-    Rules::from_json(r#"{"rules":[{"keys":"app.port","type":"integer","maximum":65535}]}"#)
-        .unwrap()
-}
-
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -82,7 +77,11 @@ fn registering_over_a_bad_stored_section_serves_its_newest_good_logged_state() {
     // Everything else works: other sections, and writes elsewhere.
     assert_eq!(store.get::<i64>("other.x").unwrap(), Some(1));
     store.set("other.x", &2).unwrap();
-    assert_eq!(db_value(&db.path, "range.min"), Some(json!(5.0)), "unchanged");
+    assert_eq!(
+        db_value(&db.path, "range.min"),
+        Some(json!(5.0)),
+        "unchanged"
+    );
 
     // An operator's fix clears it; the section is the database's again.
     sqlite3(
@@ -204,7 +203,10 @@ fn a_typed_live_section_follows_the_fallback() {
     store
         .validate_section::<Range>("range", range_is_ordered)
         .unwrap();
-    assert_eq!(*live.load(), std::sync::Arc::new(Range { min: 0.0, max: 2.0 }));
+    assert_eq!(
+        *live.load(),
+        std::sync::Arc::new(Range { min: 0.0, max: 2.0 })
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -246,7 +248,10 @@ fn every_writing_command_checks_the_rules_file() {
     std::fs::write(&document, r#"{"app": {"port": 70000}}"#).unwrap();
     assert_refused(&db.path, &["import", document.to_str().unwrap()], &words);
     // Store a bad value behind the CLI's back, fix it, then revert the fix.
-    sqlite3(&db.path, "UPDATE settings SET value = '70000' WHERE key = 'app.port'");
+    sqlite3(
+        &db.path,
+        "UPDATE settings SET value = '70000' WHERE key = 'app.port'",
+    );
     let fixed = cli_ok(&db.path, &["set", "app.port", "8081"]);
     let bad_seq: i64 = fixed.trim().parse::<i64>().unwrap() - 1;
     assert_refused(&db.path, &["revert", fixed.trim()], &words);
@@ -260,7 +265,13 @@ fn every_writing_command_checks_the_rules_file() {
     std::fs::write(&strict, r#"{"rules":[{"keys":"app.name","enum":["a"]}]}"#).unwrap();
     assert_refused(
         &db.path,
-        &["set", "app.name", "\"b\"", "--schema", strict.to_str().unwrap()],
+        &[
+            "set",
+            "app.name",
+            "\"b\"",
+            "--schema",
+            strict.to_str().unwrap(),
+        ],
         &["app.name", "\"b\"", "not one of"],
     );
 }
@@ -268,7 +279,10 @@ fn every_writing_command_checks_the_rules_file() {
 #[test]
 fn writing_commands_work_beside_bad_stored_values_the_rules_refuse() {
     let db = db_with_rules();
-    sqlite3(&db.path, "UPDATE settings SET value = '70000' WHERE key = 'app.port'");
+    sqlite3(
+        &db.path,
+        "UPDATE settings SET value = '70000' WHERE key = 'app.port'",
+    );
     // Another key: accepted although app.port is bad in the file.
     cli_ok(&db.path, &["set", "app.name", "\"b\""]);
     assert_eq!(db_value(&db.path, "app.name"), Some(json!("b")));
@@ -277,7 +291,10 @@ fn writing_commands_work_beside_bad_stored_values_the_rules_refuse() {
 #[test]
 fn watch_starts_over_bad_stored_values_and_reports_them() {
     let db = db_with_rules();
-    sqlite3(&db.path, "UPDATE settings SET value = '70000' WHERE key = 'app.port'");
+    sqlite3(
+        &db.path,
+        "UPDATE settings SET value = '70000' WHERE key = 'app.port'",
+    );
     let watch = WatchProcess::spawn(&db.path, &["--json"]);
     let mut lines = Vec::new();
     let rejected = loop {

@@ -257,9 +257,12 @@ fn snapshot_apply(cfg: &Config, golden: &Golden) -> Samples {
     let mut current = store.snapshot().as_ref().clone();
     let targets = support::any_keys(&golden.leaves, ROTATION);
     per_op(cfg.read_batches, 1_000, |at| {
-        current = current
-            .with_change(&targets[at % ROTATION], Some(Value::from(at as f64 + 0.5)))
-            .expect("valid change");
+        current = livesettings::bench_internals::apply_change(
+            &current,
+            &targets[at % ROTATION],
+            Some(Value::from(at as f64 + 0.5)),
+        )
+        .expect("valid change");
     })
 }
 

@@ -82,7 +82,9 @@ fn serve_keys(
                 None => None,
                 Some(text) => Some(parse_stored_text(&key, &text).ok()?),
             };
-            let accepted = value.as_ref().is_none_or(|value| per_key(&key, value).is_none());
+            let accepted = value
+                .as_ref()
+                .is_none_or(|value| per_key(&key, value).is_none());
             accepted.then_some((seq, value))
         });
         let (value, served) = match logged {
@@ -91,14 +93,15 @@ fn serve_keys(
                 (Some(value), served)
             }
             Some((seq, None)) => (None, format!("'{key}' absent (as of seq {})", seq - 1)),
-            None => match default_leaf(defaults, &key).filter(|value| per_key(&key, value).is_none())
-            {
-                Some(value) => {
-                    let served = format!("'{key}' = {value} from the defaults");
-                    (Some(value), served)
+            None => {
+                match default_leaf(defaults, &key).filter(|value| per_key(&key, value).is_none()) {
+                    Some(value) => {
+                        let served = format!("'{key}' = {value} from the defaults");
+                        (Some(value), served)
+                    }
+                    None => (None, format!("'{key}' withheld (no accepted value logged)")),
                 }
-                None => (None, format!("'{key}' withheld (no accepted value logged)")),
-            },
+            }
         };
         snapshot = snapshot.with_change(&key, value)?;
         how.push(served);
@@ -206,7 +209,10 @@ fn section_rows(
         .query_map((prefix, upto, SEARCH_ROWS as i64), |row| {
             Ok((
                 row.get(0)?,
-                row.get::<_, Option<String>>(1).ok().flatten().unwrap_or_default(),
+                row.get::<_, Option<String>>(1)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
                 row.get::<_, Option<String>>(2).ok().flatten(),
             ))
         })
@@ -230,7 +236,12 @@ fn default_section(
     let pairs: Vec<_> = leaves
         .into_iter()
         .filter(|(key, _)| is_under(prefix, key))
-        .map(|(key, value)| (std::sync::Arc::from(key.as_str()), std::sync::Arc::new(value)))
+        .map(|(key, value)| {
+            (
+                std::sync::Arc::from(key.as_str()),
+                std::sync::Arc::new(value),
+            )
+        })
         .collect();
     (!pairs.is_empty()).then_some(pairs)
 }

@@ -631,12 +631,14 @@ impl Core {
         *lock(&self.rejections) = pending;
         // A rejection's keys may be served differently too (a registration's
         // fallback), so typed live values re-read them.
-        let changed = events.iter().flat_map(|event| match event {
-            Event::Change(change) => std::slice::from_ref(&change.key),
-            Event::Rejected(rejection) => rejection.keys.as_slice(),
-            _ => &[],
-        })
-        .map(String::as_str);
+        let changed = events
+            .iter()
+            .flat_map(|event| match event {
+                Event::Change(change) => std::slice::from_ref(&change.key),
+                Event::Rejected(rejection) => rejection.keys.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str);
         self.lives.refresh(&snapshot, reload.is_some(), changed);
         let dropped = self.subscribers.publish(&events);
         let counters = &self.counters;

@@ -93,7 +93,10 @@ impl Validators {
             if let Some(per_key) = &validator.per_key {
                 // Judged key by key: a write is refused for its own value
                 // only, never for another key's stored one.
-                for key in local_keys.iter().filter(|key| is_under(&validator.prefix, key)) {
+                for key in local_keys
+                    .iter()
+                    .filter(|key| is_under(&validator.prefix, key))
+                {
                     if let Some(value) = candidate.get_json(key) {
                         if let Some(reason) = per_key(key, value) {
                             return Err(Error::Rejected {

@@ -71,18 +71,21 @@ pub enum ReloadReason {
     Recovery,
 }
 
-impl ReloadReason {
-    /// Every reason, in a stable order.
-    pub const ALL: [ReloadReason; 7] = [
-        ReloadReason::LogGap,
-        ReloadReason::LogReset,
-        ReloadReason::TriggersMissing,
-        ReloadReason::SchemaChanged,
-        ReloadReason::SchemaVersionChanged,
-        ReloadReason::FileReplaced,
-        ReloadReason::Recovery,
-    ];
+/// Every reason, in a stable order (the order of
+/// [`Stats::reloads_by_reason`](crate::Stats::reloads_by_reason)). Not
+/// public: the enum is `#[non_exhaustive]`, so a list of "all" reasons
+/// would change with every new one.
+pub(crate) const RELOAD_REASONS: [ReloadReason; 7] = [
+    ReloadReason::LogGap,
+    ReloadReason::LogReset,
+    ReloadReason::TriggersMissing,
+    ReloadReason::SchemaChanged,
+    ReloadReason::SchemaVersionChanged,
+    ReloadReason::FileReplaced,
+    ReloadReason::Recovery,
+];
 
+impl ReloadReason {
     /// A stable snake_case name, as printed by `watch --json`.
     pub fn as_str(self) -> &'static str {
         match self {

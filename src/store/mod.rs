@@ -26,8 +26,9 @@ use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use crate::watch::Watcher;
 
-/// What a write committed.
+/// What a write committed (built by the store only: more fields may come).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Commit {
     /// The change-log position the snapshot reflects after the write (the
     /// last seq the write logged, or the current position if it changed

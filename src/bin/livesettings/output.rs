@@ -1,7 +1,6 @@
 //! Printing: the `watch` loop and its line formats.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::select;
@@ -84,7 +83,8 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
         }
     }
     // What this watch has printed, to resynchronize from after a lag.
-    let mut view = snapshot;
+    let mut view = printed_state(&snapshot, prefix);
+    drop(snapshot);
     let mut events = events;
     loop {
         select! {
@@ -92,7 +92,10 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
             recv(events) -> event => {
                 let Ok(event) = event else { break };
                 if let Event::Change(change) = &event {
-                    view = Arc::new(view.with_change(&change.key, change.new.clone())?);
+                    match &change.new {
+                        Some(value) => view.insert(change.key.clone(), value.clone()),
+                        None => view.remove(&change.key),
+                    };
                 }
                 let texts = if as_json {
                     json_lines(&event)
@@ -109,7 +112,7 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
                     // after it is missed.
                     let (now, fresh) = store.subscribe_with_snapshot(prefix)?;
                     resync(prefix, &view, &now, as_json)?;
-                    view = now;
+                    view = printed_state(&now, prefix);
                     events = fresh;
                 }
             }
@@ -118,14 +121,28 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
     Ok(store.close()?)
 }
 
+/// The keys under `prefix` and their values, as a watch starting from
+/// `snapshot` has shown them.
+fn printed_state(snapshot: &Snapshot, prefix: &str) -> BTreeMap<String, Value> {
+    snapshot
+        .entries(prefix)
+        .map(|(key, value)| (key.to_owned(), value.clone()))
+        .collect()
+}
+
 /// After a lag: prints every key under `prefix` that differs between what
 /// was printed and `now`, then a `resync` line.
-fn resync(prefix: &str, view: &Snapshot, now: &Snapshot, as_json: bool) -> Result<(), Failure> {
-    let mut keys: BTreeSet<&str> = view.keys(prefix).collect();
+fn resync(
+    prefix: &str,
+    view: &BTreeMap<String, Value>,
+    now: &Snapshot,
+    as_json: bool,
+) -> Result<(), Failure> {
+    let mut keys: BTreeSet<&str> = view.keys().map(String::as_str).collect();
     keys.extend(now.keys(prefix));
     let mut changed = 0;
     for key in keys {
-        let (old, new) = (view.get_json(key), now.get_json(key));
+        let (old, new) = (view.get(key), now.get_json(key));
         if old == new {
             continue;
         }
