@@ -64,7 +64,7 @@ pub use crate::error::{Error, Result};
 // Receiver`, `livesettings::rusqlite::params!` in a `write` closure). A major
 // bump of one of these crates is a breaking change of livesettings and is
 // released as one.
-pub use crate::events::{Change, Event, Rejection, ReloadReason, Source};
+pub use crate::events::{Change, ChangeSet, Event, Rejection, ReloadReason, Source};
 pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
 pub use crate::live::Live;
 pub use crate::options::{Durability, Options, WatchMode};

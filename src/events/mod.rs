@@ -120,12 +120,34 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// The changes of one commit, delivered together to a commit subscriber
+/// ([`Store::subscribe_commits`](crate::Store::subscribe_commits)): never
+/// split, never merged with another source's.
+///
+/// A local commit is one `ChangeSet`. Foreign commits that a watcher pass
+/// applies together (several can land between two passes) are coalesced
+/// into one; a foreign commit is never split, since a pass reads every row
+/// of it or none.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ChangeSet {
+    /// The first and last change-log seq of the commit (or batch).
+    pub seqs: (i64, i64),
+    /// Who wrote it.
+    pub source: Source,
+    /// Its changes under the subscribed prefix, in seq order.
+    pub changes: Vec<Change>,
+}
+
 /// One item of a subscription.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// A key under the subscribed prefix changed.
     Change(Change),
+    /// A commit's changes under the subscribed prefix, for a commit
+    /// subscriber (which gets no [`Event::Change`]).
+    Commit(ChangeSet),
     /// The store reloaded every key; the `Change` events of the reload follow.
     Reloaded {
         /// Why.
@@ -155,6 +177,7 @@ impl Event {
     pub fn seq(&self) -> i64 {
         match self {
             Event::Change(change) => change.seq,
+            Event::Commit(set) => set.seqs.1,
             Event::Reloaded { seq, .. } | Event::Lagged { seq, .. } => *seq,
             Event::Rejected(rejection) => rejection.seq,
         }
@@ -167,4 +190,44 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// `events` (one publish, in seq order) with each run of changes from one
+/// source made one [`Event::Commit`]. Other events keep their place by seq:
+/// one that falls inside a run goes just before it (a commit's `seq()` is
+/// its last seq), one after it closes the run.
+pub(crate) fn group_by_commit(events: &[Event]) -> Vec<Event> {
+    let mut grouped = Vec::new();
+    let mut open: Option<ChangeSet> = None;
+    for event in events {
+        match event {
+            Event::Change(change) => {
+                if let Some(set) = open.as_mut().filter(|set| set.source == change.source) {
+                    set.seqs.1 = change.seq;
+                    set.changes.push(change.clone());
+                    continue;
+                }
+                if let Some(set) = open.take() {
+                    grouped.push(Event::Commit(set));
+                }
+                open = Some(ChangeSet {
+                    seqs: (change.seq, change.seq),
+                    source: change.source,
+                    changes: vec![change.clone()],
+                });
+            }
+            other => {
+                if open.as_ref().is_some_and(|set| other.seq() > set.seqs.1) {
+                    if let Some(set) = open.take() {
+                        grouped.push(Event::Commit(set));
+                    }
+                }
+                grouped.push(other.clone());
+            }
+        }
+    }
+    if let Some(set) = open {
+        grouped.push(Event::Commit(set));
+    }
+    grouped
 }

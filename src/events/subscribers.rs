@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::events::Event;
+use crate::events::{Change, ChangeSet, Event, group_by_commit};
 use crate::key::is_under;
 
 struct Subscriber {
@@ -27,15 +27,40 @@ struct Subscriber {
     floor: i64,
     /// A lag notice is queued and not read yet.
     lagging: bool,
+    /// Gets one [`Event::Commit`] per commit instead of one event per key.
+    commits: bool,
 }
 
 impl Subscriber {
-    fn wants(&self, event: &Event) -> bool {
+    /// The event as this subscriber gets it (a commit narrowed to its
+    /// prefix), or `None`.
+    fn wanted(&self, event: &Event) -> Option<Event> {
         if event.seq() <= self.floor {
-            return false;
+            return None;
         }
+        if let Event::Commit(set) = event {
+            let changes: Vec<Change> = set
+                .changes
+                .iter()
+                .filter(|change| is_under(&self.prefix, &change.key))
+                .cloned()
+                .collect();
+            if changes.is_empty() {
+                return None;
+            }
+            return Some(Event::Commit(ChangeSet {
+                seqs: set.seqs,
+                source: set.source,
+                changes,
+            }));
+        }
+        self.wants(event).then(|| event.clone())
+    }
+
+    fn wants(&self, event: &Event) -> bool {
         match event {
             Event::Change(change) => is_under(&self.prefix, &change.key),
+            Event::Commit(_) => true,
             Event::Rejected(rejection) => {
                 rejection.keys.iter().any(|key| is_under(&self.prefix, key))
             }
@@ -51,15 +76,15 @@ impl Subscriber {
         }
         let mut dropped = 0u64;
         let mut last_dropped = 0;
-        for event in events.iter().filter(|event| self.wants(event)) {
+        for event in events.iter().filter_map(|event| self.wanted(event)) {
             if self.lagging || dropped > 0 || self.sender.len() >= self.limit {
                 dropped += 1;
                 last_dropped = event.seq();
                 continue;
             }
-            match self.sender.try_send(event.clone()) {
+            match self.sender.try_send(event) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
+                Err(TrySendError::Full(event)) => {
                     dropped += 1;
                     last_dropped = event.seq();
                 }
@@ -102,6 +127,11 @@ impl Subscribers {
         self.add_after(prefix, Vec::new(), i64::MIN)
     }
 
+    /// Adds a subscriber that gets one [`Event::Commit`] per commit.
+    pub(crate) fn add_commits(&self, prefix: &str) -> Receiver<Event> {
+        self.insert(prefix, Vec::new(), i64::MIN, true)
+    }
+
     /// Adds a subscriber whose channel first holds `backlog` (a replay),
     /// with room for it on top of the usual capacity, and that gets no
     /// event at or below `floor`.
@@ -110,6 +140,16 @@ impl Subscribers {
         prefix: &str,
         backlog: Vec<Event>,
         floor: i64,
+    ) -> Receiver<Event> {
+        self.insert(prefix, backlog, floor, false)
+    }
+
+    fn insert(
+        &self,
+        prefix: &str,
+        backlog: Vec<Event>,
+        floor: i64,
+        commits: bool,
     ) -> Receiver<Event> {
         let limit = self.capacity + backlog.len();
         let (sender, receiver) = crossbeam_channel::bounded(limit + 1);
@@ -124,6 +164,7 @@ impl Subscribers {
             limit,
             floor,
             lagging: false,
+            commits,
         });
         receiver
     }
@@ -135,13 +176,21 @@ impl Subscribers {
             return 0;
         }
         let mut list = self.lock();
+        let grouped = if list.iter().any(|subscriber| subscriber.commits) {
+            group_by_commit(events)
+        } else {
+            Vec::new()
+        };
         let mut dropped = 0;
-        list.retain_mut(|subscriber| match subscriber.offer_batch(events) {
-            Some(lost) => {
-                dropped += lost;
-                true
+        list.retain_mut(|subscriber| {
+            let batch = if subscriber.commits { &grouped } else { events };
+            match subscriber.offer_batch(batch) {
+                Some(lost) => {
+                    dropped += lost;
+                    true
+                }
+                None => false,
             }
-            None => false,
         });
         dropped
     }
@@ -160,7 +209,7 @@ impl Subscribers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Change, Source};
+    use crate::events::Source;
 
     fn change(seq: i64, key: &str) -> Event {
         Event::Change(Change {
@@ -222,6 +271,65 @@ mod tests {
         let resumed = subscribers.add_after("", Vec::new(), 5);
         subscribers.publish(&[change(4, "a"), change(5, "b"), change(6, "c")]);
         assert_eq!(resumed.try_iter().map(|e| e.seq()).collect::<Vec<_>>(), [6]);
+    }
+
+    fn change_from(seq: i64, key: &str, source: Source) -> Event {
+        let Event::Change(mut change) = change(seq, key) else {
+            unreachable!()
+        };
+        change.source = source;
+        Event::Change(change)
+    }
+
+    #[test]
+    fn a_commit_subscriber_gets_each_source_run_as_one_commit_narrowed_to_its_prefix() {
+        let subscribers = Subscribers::new(8);
+        let commits = subscribers.add_commits("a");
+        let keys = subscribers.add("a");
+        subscribers.publish(&[
+            change_from(1, "a.x", Source::External),
+            change_from(2, "b.y", Source::External),
+            change_from(3, "a.z", Source::External),
+            change_from(4, "a.x", Source::Local),
+            change_from(5, "a.y", Source::Local),
+        ]);
+        let got: Vec<Event> = commits.try_iter().collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        let Event::Commit(foreign) = &got[0] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(foreign.seqs, (1, 3));
+        assert_eq!(foreign.source, Source::External);
+        let foreign_keys: Vec<&str> = foreign.changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(foreign_keys, ["a.x", "a.z"]);
+        let Event::Commit(local) = &got[1] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            (local.seqs, local.source, local.changes.len()),
+            ((4, 5), Source::Local, 2)
+        );
+        assert_eq!(
+            keys.try_iter().count(),
+            4,
+            "per-key subscribers are unchanged"
+        );
+    }
+
+    #[test]
+    fn a_lagging_commit_subscriber_loses_whole_commits_only() {
+        let subscribers = Subscribers::new(1);
+        let commits = subscribers.add_commits("");
+        subscribers.publish(&[
+            change_from(1, "k", Source::Local),
+            change_from(2, "j", Source::Local),
+        ]);
+        subscribers.publish(&[change_from(3, "k", Source::Local)]);
+        let Event::Commit(first) = commits.recv().unwrap() else {
+            panic!()
+        };
+        assert_eq!(first.changes.len(), 2, "never split");
+        assert_eq!(commits.recv().unwrap(), Event::Lagged { missed: 1, seq: 3 });
     }
 
     #[test]

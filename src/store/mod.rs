@@ -337,6 +337,50 @@ impl Store {
         })
     }
 
+    /// Subscribes to whole commits at or below `prefix`: one
+    /// [`Event::Commit`](crate::Event::Commit) per local commit and per
+    /// batch of foreign commits a pass applied (see
+    /// [`ChangeSet`](crate::ChangeSet)), never split; reloads, rejections
+    /// and lag notices as for [`Store::subscribe`]. A subscriber acting on
+    /// several keys (a `min` and a `max`) then never sees half a commit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for a malformed prefix.
+    ///
+    /// ```
+    /// use livesettings::Event;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
+    /// let commits = store.subscribe_commits("range")?;
+    /// store.merge_json(&serde_json::json!({"range": {"min": 1, "max": 9}}))?;
+    /// let Event::Commit(commit) = commits.recv()? else { panic!() };
+    /// assert_eq!(commit.changes.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe_commits(&self, prefix: &str) -> Result<Receiver<Event>> {
+        validate_prefix(prefix)?;
+        Ok(self.core.subscribers.add_commits(prefix))
+    }
+
+    /// [`Store::subscribe_commits`] and the snapshot it starts from,
+    /// atomically (as [`Store::subscribe_with_snapshot`]).
+    ///
+    /// # Errors
+    /// As [`Store::subscribe_with_snapshot`].
+    pub fn subscribe_commits_with_snapshot(
+        &self,
+        prefix: &str,
+    ) -> Result<(Arc<Snapshot>, Receiver<Event>)> {
+        validate_prefix(prefix)?;
+        let core = &self.core;
+        core.exclusive("subscribe_commits_with_snapshot", || {
+            Ok((
+                core.snapshot.load_full(),
+                core.subscribers.add_commits(prefix),
+            ))
+        })
+    }
+
     /// Blocks until the snapshot reflects at least `seq` (for instance a seq
     /// another process reported writing), or `timeout` passes.
     ///

@@ -84,6 +84,11 @@ pub enum Command {
         /// Replay the logged changes after SEQ first, then go live
         #[arg(long, value_name = "SEQ")]
         from: Option<i64>,
+        /// One event per commit (per batch of foreign commits) instead of
+        /// one per key; with --json: {"event":"commit","seqs":[FIRST,LAST],
+        /// "source":...,"changes":[...]}
+        #[arg(long, conflicts_with = "from")]
+        commits: bool,
         #[command(flatten)]
         seed: Seed,
         #[command(flatten)]

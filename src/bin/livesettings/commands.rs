@@ -143,6 +143,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             poll,
             from,
+            commits,
             seed,
             schema,
         } => {
@@ -173,7 +174,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if let Some(rules) = rules {
                 store.validate_rules(&rules)?;
             }
-            output::watch(store, &prefix, json, from)?;
+            output::watch(store, &prefix, json, from, commits)?;
         }
         Command::History {
             key,

@@ -11,12 +11,26 @@ use crate::failure::{Failure, out as line};
 
 /// Prints every event under `prefix` until Ctrl-C or SIGTERM, then closes the
 /// store (joining its watcher) and returns.
-pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Result<(), Failure> {
+/// With `commits`, one event (one JSON line) per commit.
+pub fn watch(
+    store: Store,
+    prefix: &str,
+    as_json: bool,
+    from: Option<i64>,
+    commits: bool,
+) -> Result<(), Failure> {
     // Replayed changes print the time they were committed at.
     let mut replayed = Replayed::default();
+    let subscribe = |prefix: &str| {
+        if commits {
+            store.subscribe_commits_with_snapshot(prefix)
+        } else {
+            store.subscribe_with_snapshot(prefix)
+        }
+    };
     let (events, snapshot) = match from {
         None => {
-            let (snapshot, events) = store.subscribe_with_snapshot(prefix)?;
+            let (snapshot, events) = subscribe(prefix)?;
             (events, snapshot)
         }
         Some(seq) => match store.subscribe_from(prefix, seq)? {
@@ -91,7 +105,12 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
             recv(interrupted) -> _ => break,
             recv(events) -> event => {
                 let Ok(event) = event else { break };
-                if let Event::Change(change) = &event {
+                let changes = match &event {
+                    Event::Change(change) => std::slice::from_ref(change),
+                    Event::Commit(set) => set.changes.as_slice(),
+                    _ => &[],
+                };
+                for change in changes {
                     match &change.new {
                         Some(value) => view.insert(change.key.clone(), value.clone()),
                         None => view.remove(&change.key),
@@ -110,7 +129,7 @@ pub fn watch(store: Store, prefix: &str, as_json: bool, from: Option<i64>) -> Re
                     // atomically: what was dropped (and anything queued
                     // behind the notice) is in the snapshot, and nothing
                     // after it is missed.
-                    let (now, fresh) = store.subscribe_with_snapshot(prefix)?;
+                    let (now, fresh) = subscribe(prefix)?;
                     resync(prefix, &view, &now, as_json)?;
                     view = printed_state(&now, prefix);
                     events = fresh;
@@ -248,6 +267,33 @@ fn change_json(change: &Change, source: &str) -> Value {
 fn json_lines(event: &Event) -> Vec<String> {
     match event {
         Event::Change(change) => vec![change_json(change, change.source.as_str()).to_string()],
+        Event::Commit(set) => {
+            let changes: Vec<Value> = set
+                .changes
+                .iter()
+                .map(|change| {
+                    let mut object = json!({
+                        "seq": change.seq,
+                        "key": change.key,
+                        "old": change.old,
+                        "new": change.new,
+                    });
+                    if change.new.is_none() {
+                        object["deleted"] = Value::Bool(true);
+                    }
+                    object
+                })
+                .collect();
+            vec![
+                json!({
+                    "event": "commit",
+                    "seqs": [set.seqs.0, set.seqs.1],
+                    "source": set.source.as_str(),
+                    "changes": changes,
+                })
+                .to_string(),
+            ]
+        }
         Event::Reloaded { reason, seq } => {
             vec![json!({"event": "reload", "reason": reason.as_str(), "seq": seq}).to_string()]
         }
@@ -279,6 +325,23 @@ fn human_lines(event: &Event, at: Option<&str>) -> Vec<String> {
             change.source,
             change.seq
         )],
+        Event::Commit(set) => std::iter::once(format!(
+            "{now}  commit seq {}..{} ({}, {} changes)",
+            set.seqs.0,
+            set.seqs.1,
+            set.source,
+            set.changes.len()
+        ))
+        .chain(set.changes.iter().map(|change| {
+            format!(
+                "    {}  {} → {}  (seq {})",
+                change.key,
+                show_old(&change.old),
+                show_new(&change.new),
+                change.seq
+            )
+        }))
+        .collect(),
         Event::Reloaded { reason, seq } => {
             vec![format!("{now}  full reload ({reason}) at seq {seq}")]
         }
