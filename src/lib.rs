@@ -42,6 +42,7 @@ mod engine;
 mod error;
 mod events;
 mod key;
+mod layers;
 mod live;
 mod options;
 mod rules;
@@ -58,6 +59,7 @@ pub mod bench_internals;
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::error::{Error, Result};
+pub use crate::layers::Layer;
 
 // The dependency types that appear in this crate's signatures, re-exported so
 // that callers name exactly the versions the store uses (`livesettings::
@@ -71,6 +73,7 @@ pub use crate::options::{Durability, Options, WatchMode};
 pub use crate::rules::{Rule, Rules, Violation};
 pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
+pub use crate::store::explain::Explanation;
 pub use crate::store::history::Resumed;
 pub use crate::store::{Commit, Store};
 pub use crate::value::parse_json_value;

@@ -74,6 +74,7 @@ pub enum Durability {
 ///     .with_watch(WatchMode::poll())
 ///     .with_defaults(serde_json::json!({"physics": {"damping": 0.6}}))
 ///     .open(dir.path().join("settings.db"))?;
+/// // A registered default: read through the store, not written to the file.
 /// assert_eq!(store.get::<f64>("physics.damping")?, Some(0.6));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -81,7 +82,10 @@ pub enum Durability {
 pub struct Options {
     busy_timeout: Duration,
     origin: String,
-    defaults: Option<Value>,
+    seed: Option<Value>,
+    /// Registered defaults: (prefix, tree), later entries winning.
+    defaults: Vec<(String, Value)>,
+    env_prefix: Option<String>,
     channel_capacity: usize,
     watch: WatchMode,
     file_mode: u32,
@@ -94,7 +98,9 @@ impl Default for Options {
         Options {
             busy_timeout: Duration::from_secs(5),
             origin: "livesettings".to_owned(),
-            defaults: None,
+            seed: None,
+            defaults: Vec::new(),
+            env_prefix: None,
             channel_capacity: 1024,
             watch: WatchMode::default(),
             file_mode: 0o600,
@@ -127,11 +133,68 @@ impl Options {
         self
     }
 
-    /// A nested JSON tree whose missing keys are inserted at open.
+    /// A nested JSON tree whose missing keys are written to the database at
+    /// open (they are then ordinary stored values, logged and visible to
+    /// every process). See [`Options::with_defaults`] for defaults that are
+    /// not written.
     #[must_use]
-    pub fn with_defaults(mut self, defaults: Value) -> Self {
-        self.defaults = Some(defaults);
+    pub fn with_seed(mut self, tree: Value) -> Self {
+        self.seed = Some(tree);
         self
+    }
+
+    /// Registered defaults, the lowest layer: a key the database does not
+    /// hold reads as its default; nothing is written (other processes do
+    /// not see it). Also what a section a validator refuses at start-up
+    /// falls back to (see the README).
+    #[must_use]
+    pub fn with_defaults(mut self, tree: Value) -> Self {
+        self.defaults.push((String::new(), tree));
+        self
+    }
+
+    /// Typed registered defaults: `T::default()`, serialized, is the
+    /// default of the section under `prefix` (see [`Options::with_defaults`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when `T` does not serialize to JSON.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize, Default)]
+    /// struct Server { port: u16, host: String }
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = livesettings::Options::new()
+    ///     .with_defaults_of::<Server>("server")?
+    ///     .open(dir.path().join("s.db"))?;
+    /// assert_eq!(store.get::<u16>("server.port")?, Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_defaults_of<T: serde::Serialize + Default>(mut self, prefix: &str) -> Result<Self> {
+        let tree = serde_json::to_value(T::default()).map_err(|error| Error::InvalidValue {
+            key: prefix.to_owned(),
+            reason: format!("the defaults do not serialize: {error}"),
+        })?;
+        self.defaults.push((prefix.to_owned(), tree));
+        Ok(self)
+    }
+
+    /// Environment overrides, the highest layer, read once at open (not
+    /// hot: a process's environment does not change): `PREFIX_SERVER__PORT=9000`
+    /// overrides `server.port`. `__` separates segments; a variable names
+    /// the existing key (database or defaults) whose segments match ignoring
+    /// ASCII case, else the key in lower case. The value is JSON when it
+    /// parses (`9000`, `true`, `[1,2]`, `"quoted"`), else the text as a
+    /// string. A variable that cannot name a key makes
+    /// [`Options::open`] fail with [`Error::InvalidOption`].
+    #[must_use]
+    pub fn with_env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.env_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The environment prefix, if any.
+    pub fn env_prefix(&self) -> Option<&str> {
+        self.env_prefix.as_deref()
     }
 
     /// How many events a subscriber may leave unread before events are
@@ -192,9 +255,14 @@ impl Options {
         &self.origin
     }
 
-    /// The defaults tree, if any.
-    pub fn defaults(&self) -> Option<&Value> {
-        self.defaults.as_ref()
+    /// The seed tree, if any.
+    pub fn seed(&self) -> Option<&Value> {
+        self.seed.as_ref()
+    }
+
+    /// The registered defaults: (prefix, tree) in registration order.
+    pub fn defaults(&self) -> &[(String, Value)] {
+        &self.defaults
     }
 
     /// The per-subscriber channel capacity.
@@ -229,6 +297,11 @@ impl Options {
         }
         if self.channel_capacity == 0 {
             return invalid("channel_capacity", "must be at least 1");
+        }
+        if let Some(prefix) = &self.env_prefix {
+            if prefix.is_empty() || prefix.contains('=') || prefix.contains('\0') {
+                return invalid("env_prefix", "must be a non-empty variable name prefix");
+            }
         }
         match self.watch {
             WatchMode::Events { safety_poll: every } | WatchMode::Poll { interval: every }

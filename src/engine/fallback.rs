@@ -5,7 +5,7 @@
 //! 1. **the newest logged state**: the change log is undone newest row
 //!    first (for per-key rules, each refused key's own rows; for a section
 //!    validator, the section's rows), at most [`SEARCH_ROWS`] rows back;
-//! 2. **the registered defaults** (`Options::with_defaults`) for the
+//! 2. **the registered defaults** (`Options::with_defaults`, `with_defaults_of`) for the
 //!    section or key;
 //! 3. **withheld**: the refused keys (per-key rules) or the whole section
 //!    are left out of the snapshot.
@@ -14,7 +14,9 @@
 //! `rejected()` and a `Rejected` event, and cleared by the first write that
 //! makes the section valid.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -24,7 +26,7 @@ use crate::engine::validators::{KeyCheck, Registration, check_once};
 use crate::error::{Result, SqliteContext};
 use crate::key::is_under;
 use crate::snapshot::Snapshot;
-use crate::value::{flatten, parse_stored_text};
+use crate::value::parse_stored_text;
 
 /// How many change-log rows a registration reads back, per refused key or
 /// per section, looking for a state the validator accepts.
@@ -47,7 +49,7 @@ pub(crate) fn serve(
     path: &Path,
     current: &Snapshot,
     registration: &Registration,
-    defaults: Option<&Value>,
+    defaults: &BTreeMap<String, Arc<Value>>,
 ) -> Result<Served> {
     match &registration.per_key {
         Some(per_key) => serve_keys(conn, path, current, registration, per_key, defaults),
@@ -61,7 +63,7 @@ fn serve_keys(
     current: &Snapshot,
     registration: &Registration,
     per_key: &KeyCheck,
-    defaults: Option<&Value>,
+    defaults: &BTreeMap<String, Arc<Value>>,
 ) -> Result<Served> {
     let refused: Vec<String> = current
         .entries(&registration.prefix)
@@ -118,7 +120,7 @@ fn serve_section(
     path: &Path,
     current: &Snapshot,
     registration: &Registration,
-    defaults: Option<&Value>,
+    defaults: &BTreeMap<String, Arc<Value>>,
 ) -> Result<Served> {
     let prefix = registration.prefix.as_str();
     let rows = match conn {
@@ -221,27 +223,20 @@ fn section_rows(
         .context(path, "cannot read the change log")
 }
 
-/// The defaults' value at `key`, when it is a leaf there.
-fn default_leaf(defaults: Option<&Value>, key: &str) -> Option<Value> {
-    let leaves = flatten("", defaults?).ok()?;
-    leaves.get(key).cloned()
+/// The default of `key`, when there is one.
+fn default_leaf(defaults: &BTreeMap<String, Arc<Value>>, key: &str) -> Option<Value> {
+    defaults.get(key).map(|value| value.as_ref().clone())
 }
 
-/// The defaults' leaves at or below `prefix`.
+/// The defaults at or below `prefix`.
 fn default_section(
-    defaults: Option<&Value>,
+    defaults: &BTreeMap<String, Arc<Value>>,
     prefix: &str,
-) -> Option<Vec<(std::sync::Arc<str>, std::sync::Arc<Value>)>> {
-    let leaves = flatten("", defaults?).ok()?;
-    let pairs: Vec<_> = leaves
-        .into_iter()
+) -> Option<Vec<(Arc<str>, Arc<Value>)>> {
+    let pairs: Vec<_> = defaults
+        .iter()
         .filter(|(key, _)| is_under(prefix, key))
-        .map(|(key, value)| {
-            (
-                std::sync::Arc::from(key.as_str()),
-                std::sync::Arc::new(value),
-            )
-        })
+        .map(|(key, value)| (Arc::from(key.as_str()), Arc::clone(value)))
         .collect();
     (!pairs.is_empty()).then_some(pairs)
 }

@@ -49,6 +49,7 @@ use crate::db::side_files::FollowLock;
 use crate::error::{Error, Result};
 use crate::events::subscribers::Subscribers;
 use crate::events::{Event, Rejection, ReloadReason};
+use crate::layers::Layers;
 use crate::live::LiveRegistry;
 use crate::options::Options;
 use crate::snapshot::Snapshot;
@@ -70,7 +71,14 @@ pub(crate) struct Core {
     /// This store's random id, stamped on the log rows it writes.
     pub(crate) session: String,
     pub(crate) options: Options,
+    /// The database's view (served values where a validator refuses): what
+    /// the engine applies passes to.
     pub(crate) snapshot: ArcSwap<Snapshot>,
+    /// Environment overrides and registered defaults, fixed at open.
+    pub(crate) layers: Layers,
+    /// What readers see when there are layers: the database's view with
+    /// the layers applied (see `layers.rs`). Unused without layers.
+    effective: ArcSwap<Snapshot>,
     engine: Mutex<Engine>,
     pub(crate) subscribers: Subscribers,
     pub(crate) lives: LiveRegistry,
@@ -190,11 +198,27 @@ impl Core {
         let mut refused = BTreeMap::new();
         note_refusals(&mut refused, &pass);
         let initial_rejections: Vec<Rejection> = refused.values().cloned().collect();
+        let mut layers = Layers::default();
+        for (prefix, tree) in options.defaults() {
+            layers.add_defaults(prefix, tree)?;
+        }
+        if let Some(prefix) = options.env_prefix() {
+            let mut known: Vec<String> = pass.snapshot.keys("").map(str::to_owned).collect();
+            known.extend(layers.defaults.keys().cloned());
+            layers.read_env(prefix, std::env::vars_os(), &known)?;
+        }
+        let effective = if layers.is_empty() {
+            Snapshot::default()
+        } else {
+            layers.effective(&pass.snapshot)
+        };
         let core = Core {
             path: path.to_owned(),
             session,
             subscribers: Subscribers::new(options.channel_capacity()),
             options,
+            layers,
+            effective: ArcSwap::from_pointee(effective),
             snapshot: ArcSwap::from_pointee(pass.snapshot),
             engine: Mutex::new(Engine {
                 connections: Some(connections),
@@ -215,6 +239,16 @@ impl Core {
         let refused_at_open = lock(&core.rejections).len() as u64;
         Counters::bump(&core.counters.rejected_values, refused_at_open);
         Ok(core)
+    }
+
+    /// What readers see: the database's view, or with layers the
+    /// effective one.
+    pub(crate) fn view(&self) -> &ArcSwap<Snapshot> {
+        if self.layers.is_empty() {
+            &self.snapshot
+        } else {
+            &self.effective
+        }
     }
 
     fn id(&self) -> usize {
@@ -540,7 +574,7 @@ impl Core {
                         &self.path,
                         &working,
                         &registration,
-                        self.options.defaults(),
+                        &self.layers.defaults,
                     )?;
                     let prefix = registration.prefix.as_str();
                     let keys = validators::changed_keys(&working, &served.snapshot, prefix);
@@ -628,6 +662,17 @@ impl Core {
         let seq = snapshot.seq();
         let snapshot = std::sync::Arc::new(snapshot);
         self.snapshot.store(std::sync::Arc::clone(&snapshot));
+        let (snapshot, events) = if self.layers.is_empty() {
+            (snapshot, events)
+        } else {
+            let before = self.effective.load_full();
+            let (after, events) = self
+                .layers
+                .apply(&before, &snapshot, &events, reload.is_some());
+            let after = std::sync::Arc::new(after);
+            self.effective.store(std::sync::Arc::clone(&after));
+            (after, events)
+        };
         *lock(&self.rejections) = pending;
         // A rejection's keys may be served differently too (a registration's
         // fallback), so typed live values re-read them.

@@ -61,7 +61,7 @@ impl Store {
         // Inside the engine no pass publishes, so the replay ends exactly
         // where live events begin.
         core.read("subscribe_from", |tx, path| {
-            let snapshot = core.snapshot.load_full();
+            let snapshot = core.view().load_full();
             let upto = snapshot.seq();
             let newest = newest_seq(tx, path)?;
             let oldest = oldest_seq(tx, path)?;

@@ -1,6 +1,7 @@
 //! The store: the public handle applications hold (reads, writes,
 //! subscriptions); history and validation registration are beside it.
 
+pub(crate) mod explain;
 pub(crate) mod history;
 mod validation;
 
@@ -73,15 +74,15 @@ impl Store {
     }
 
     pub(crate) fn open_with(path: &Path, options: Options) -> Result<Store> {
-        let defaults = options.defaults().cloned();
+        let seed = options.seed().cloned();
         let watch = options.watch();
         let core = Arc::new(Core::open(path, options)?);
         let mut store = Store {
             core,
             watcher: None,
         };
-        if let Some(defaults) = defaults {
-            store.set_defaults(&defaults)?;
+        if let Some(seed) = seed {
+            store.set_defaults(&seed)?;
         }
         if let Some(retention) = store.core.options.retention() {
             store.prune(retention)?;
@@ -97,12 +98,12 @@ impl Store {
 
     /// The current snapshot, as an owned `Arc`.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.core.snapshot.load_full()
+        self.core.view().load_full()
     }
 
     /// The current snapshot, as a cheap guard for a short unit of work.
     pub fn load(&self) -> Guard<Arc<Snapshot>> {
-        self.core.snapshot.load()
+        self.core.view().load()
     }
 
     /// The value at `key`, deserialized; `Ok(None)` when absent.
@@ -110,17 +111,17 @@ impl Store {
     /// # Errors
     /// [`Error::Decode`] when the value does not fit `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.core.snapshot.load().get(key)
+        self.core.view().load().get(key)
     }
 
     /// The JSON value at `key`.
     pub fn get_json(&self, key: &str) -> Option<Value> {
-        self.core.snapshot.load().get_json(key).cloned()
+        self.core.view().load().get_json(key).cloned()
     }
 
     /// Whether `key` holds a value.
     pub fn contains(&self, key: &str) -> bool {
-        self.core.snapshot.load().contains(key)
+        self.core.view().load().contains(key)
     }
 
     /// The keys at or below `prefix` (all keys for `""`), in order.
@@ -139,7 +140,7 @@ impl Store {
     /// # Errors
     /// [`Error::Conflict`] when a key is both a value and a section.
     pub fn subtree(&self, prefix: &str) -> Result<Option<Value>> {
-        self.core.snapshot.load().subtree(prefix)
+        self.core.view().load().subtree(prefix)
     }
 
     /// Deserializes the section under `prefix` into `T`. For a section read
@@ -148,7 +149,7 @@ impl Store {
     /// # Errors
     /// [`Error::Decode`] when the section does not fit `T`.
     pub fn section<T: DeserializeOwned>(&self, prefix: &str) -> Result<T> {
-        self.core.snapshot.load().section(prefix)
+        self.core.view().load().section(prefix)
     }
 
     /// A typed handle on the section under `prefix`, rebuilt only when a key
@@ -165,7 +166,7 @@ impl Store {
         // first build and the registration (and so be missed by the handle).
         let core = &self.core;
         core.exclusive("live", || {
-            core.lives.register::<T>(prefix, &core.snapshot.load())
+            core.lives.register::<T>(prefix, &core.view().load())
         })
     }
 
@@ -173,9 +174,10 @@ impl Store {
     /// [`Store::merge_json`] for them).
     ///
     /// # Errors
-    /// [`Error::InvalidKey`], [`Error::InvalidValue`] (an object, too large,
-    /// too deep), [`Error::Conflict`] when the key is a section or lies under
-    /// a key that holds a value, [`Error::Busy`], [`Error::DatabaseMissing`].
+    /// [`Error::InvalidKey`], [`Error::InvalidValue`] (too large, too deep;
+    /// an object replaces the section below `key`, as
+    /// [`Store::set_section`]), [`Error::Conflict`] when the key is a section
+    /// or lies under a key that holds a value, [`Error::Busy`], [`Error::DatabaseMissing`].
     /// Nothing is written on error.
     pub fn set<V: Serialize + ?Sized>(&self, key: &str, value: &V) -> Result<Commit> {
         validate_key(key)?;
@@ -184,16 +186,79 @@ impl Store {
             reason: error.to_string(),
         })?;
         if value.is_object() {
-            return Err(Error::InvalidValue {
-                key: key.to_owned(),
-                reason: "an object is a section, not a value: use merge_json to write a section"
-                    .to_owned(),
-            });
+            // A struct or map is the whole section below `key`.
+            return self.write_section(key, &value);
         }
         let text = crate::value::to_stored_text(key, &value)?;
         self.commit("set", |tx, snapshot| {
             writes::check_placement(snapshot, std::iter::once(key))?;
             writes::upsert(tx, key, &text)
+        })
+    }
+
+    /// Replaces the section under `prefix` with `value` (typically a
+    /// struct) in one transaction: its fields become the keys below
+    /// `prefix`, and keys below `prefix` it does not have are removed. A
+    /// value that is not an object sets the key `prefix` itself.
+    /// [`Store::set`] of an object does the same.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when `value` does not serialize, [`Error::Conflict`]
+    /// when a key above `prefix` holds a value, plus those of [`Store::set`].
+    ///
+    /// ```
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct Server { port: u16, host: String }
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
+    /// store.set("server.legacy", &true)?;
+    /// store.set_section("server", &Server { port: 80, host: "a".into() })?;
+    /// assert_eq!(store.keys("server"), ["server.host", "server.port"]);
+    /// assert_eq!(store.section::<Server>("server")?.port, 80);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_section<V: Serialize + ?Sized>(&self, prefix: &str, value: &V) -> Result<Commit> {
+        validate_key(prefix)?;
+        let value = serde_json::to_value(value).map_err(|error| Error::InvalidValue {
+            key: shorten(prefix),
+            reason: error.to_string(),
+        })?;
+        self.write_section(prefix, &value)
+    }
+
+    fn write_section(&self, prefix: &str, value: &Value) -> Result<Commit> {
+        let leaves: Vec<(String, String)> = if value.is_object() {
+            crate::value::flatten(prefix, value)?
+                .into_iter()
+                .map(|(key, value)| Ok((key.clone(), crate::value::to_stored_text(&key, &value)?)))
+                .collect::<Result<_>>()?
+        } else {
+            vec![(
+                prefix.to_owned(),
+                crate::value::to_stored_text(prefix, value)?,
+            )]
+        };
+        self.commit("set_section", |tx, snapshot| {
+            if let Some(holder) =
+                crate::key::ancestors(prefix).find(|above| snapshot.contains(above))
+            {
+                return Err(Error::Conflict {
+                    key: prefix.to_owned(),
+                    reason: format!("'{holder}' holds a value, so it cannot have keys below it"),
+                });
+            }
+            // Removals first, so the tree is a tree after every statement.
+            let kept: std::collections::HashSet<&str> =
+                leaves.iter().map(|(key, _)| key.as_str()).collect();
+            for key in snapshot.keys(prefix) {
+                if !kept.contains(key) {
+                    writes::delete_key(tx, key)?;
+                }
+            }
+            for (key, text) in &leaves {
+                writes::upsert(tx, key, text)?;
+            }
+            Ok(())
         })
     }
 
@@ -333,7 +398,7 @@ impl Store {
         validate_prefix(prefix)?;
         let core = &self.core;
         core.exclusive("subscribe_with_snapshot", || {
-            Ok((core.snapshot.load_full(), core.subscribers.add(prefix)))
+            Ok((core.view().load_full(), core.subscribers.add(prefix)))
         })
     }
 
@@ -375,7 +440,7 @@ impl Store {
         let core = &self.core;
         core.exclusive("subscribe_commits_with_snapshot", || {
             Ok((
-                core.snapshot.load_full(),
+                core.view().load_full(),
                 core.subscribers.add_commits(prefix),
             ))
         })
@@ -392,7 +457,7 @@ impl Store {
 
     /// The store's counters.
     pub fn stats(&self) -> Stats {
-        self.core.counters.snapshot(self.core.snapshot.load().len())
+        self.core.counters.snapshot(self.core.view().load().len())
     }
 
     /// Stops the watcher, joins its thread and closes the connections.
@@ -422,7 +487,7 @@ impl Store {
                 changes: (last - first + 1) as usize,
             },
             None => Commit {
-                seq: self.core.snapshot.load().seq(),
+                seq: self.core.view().load().seq(),
                 changes: 0,
             },
         })
@@ -458,7 +523,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.core.path)
-            .field("seq", &self.core.snapshot.load().seq())
+            .field("seq", &self.core.view().load().seq())
             .finish_non_exhaustive()
     }
 }

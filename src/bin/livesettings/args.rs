@@ -12,6 +12,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
 
+    /// Environment overrides for reads (`get`, `export`, `explain`,
+    /// `watch`): PREFIX_SERVER__PORT=9000 overrides server.port
+    #[arg(
+        long,
+        global = true,
+        env = "SETTINGS_ENV_PREFIX",
+        value_name = "PREFIX"
+    )]
+    pub env_prefix: Option<String>,
+
     /// More log output on stderr (-v info, -vv debug); RUST_LOG=LEVEL also works
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -69,6 +79,10 @@ pub enum Command {
     Export {
         /// A section prefix; everything when omitted
         prefix: Option<String>,
+        /// Print each key with its value and the layer it comes from
+        /// (env, database, default) instead of the nested tree
+        #[arg(long)]
+        layers: bool,
     },
     /// Print every change as it is applied, until interrupted (Ctrl-C)
     Watch {
@@ -93,6 +107,12 @@ pub enum Command {
         seed: Seed,
         #[command(flatten)]
         schema: SchemaArg,
+    },
+    /// Explain where KEY's value comes from: environment override,
+    /// database (seq, time, origin of its last change) or default
+    Explain {
+        /// A dotted key
+        key: String,
     },
     /// Print the change history of KEY (oldest first)
     History {

@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use livesettings::{Error, Options, Retention, Rules, Store, WatchMode};
 use serde_json::Value;
@@ -15,8 +16,23 @@ use crate::stats;
 /// The VisionFlow settings tree, seeded into an empty database by `--demo`.
 const DEMO_DEFAULTS: &str = include_str!("../../../examples/visionflow-settings.json");
 
+/// The environment prefix of `--env-prefix` / `$SETTINGS_ENV_PREFIX`, for
+/// the commands that read effective values (set once, before any store is
+/// opened).
+static ENV_PREFIX: OnceLock<String> = OnceLock::new();
+
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let path = cli.db_path();
+    let reads_layers = matches!(
+        cli.command,
+        Command::Get { .. }
+            | Command::Export { .. }
+            | Command::Explain { .. }
+            | Command::Watch { .. }
+    );
+    if let (true, Some(prefix)) = (reads_layers, &cli.env_prefix) {
+        let _ = ENV_PREFIX.set(prefix.clone());
+    }
     match cli.command {
         Command::Init { seed } => {
             let store = open(&path, WatchMode::Off)?;
@@ -121,10 +137,29 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 commit.changes, commit.seq
             ));
         }
-        Command::Export { prefix } => {
+        Command::Export { prefix, layers } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
             let store = open_existing(&path)?;
+            if layers {
+                let mut listed = serde_json::Map::new();
+                for (key, value, layer) in store.provenance(&prefix)? {
+                    let mut entry =
+                        serde_json::json!({"value": value, "layer": layer_name(&layer)});
+                    if let livesettings::Layer::Env(variable) = layer {
+                        entry["variable"] = Value::String(variable);
+                    }
+                    listed.insert(key, entry);
+                }
+                if listed.is_empty() && !prefix.is_empty() {
+                    return Err(Failure::Missing(format!(
+                        "no key or section '{prefix}' in {}",
+                        path.display()
+                    )));
+                }
+                out(&pretty(&Value::Object(listed)))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let tree = match store.subtree(&prefix)? {
                 Some(tree) => tree,
                 // Everything, of an empty database: an empty document.
@@ -175,6 +210,30 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 store.validate_rules(&rules)?;
             }
             output::watch(store, &prefix, json, from, commits)?;
+        }
+        Command::Explain { key } => {
+            livesettings::validate_key(&key)?;
+            let store = open_existing(&path)?;
+            let explained = store.explain(&key)?;
+            let last = explained.last_change.as_ref().map(|entry| {
+                serde_json::json!({"seq": entry.seq, "at": entry.at, "origin": entry.origin})
+            });
+            let report = serde_json::json!({
+                "key": explained.key,
+                "value": explained.value,
+                "layer": explained.layer.as_ref().map(layer_name),
+                "env": explained.env.as_ref().map(|(variable, value)| serde_json::json!({"variable": variable, "value": value})),
+                "database": explained.database,
+                "last_change": last,
+                "default": explained.default,
+                "shadowed": explained.shadowed,
+            });
+            out(&pretty(&report))?;
+            if explained.value.is_none() {
+                return Err(Failure::Missing(format!(
+                    "'{key}' has no value in any layer"
+                )));
+            }
         }
         Command::History {
             key,
@@ -325,10 +384,21 @@ fn open_for_writing(path: &Path, schema: &SchemaArg) -> Result<Store, Error> {
 }
 
 fn open(path: &Path, watch: WatchMode) -> Result<Store, Error> {
-    Options::new()
+    let mut options = Options::new()
         .with_origin("livesettings-cli")
-        .with_watch(watch)
-        .open(path)
+        .with_watch(watch);
+    if let Some(prefix) = ENV_PREFIX.get() {
+        options = options.with_env_prefix(prefix.as_str());
+    }
+    options.open(path)
+}
+
+fn layer_name(layer: &livesettings::Layer) -> &'static str {
+    match layer {
+        livesettings::Layer::Env(_) => "env",
+        livesettings::Layer::Default => "default",
+        _ => "database",
+    }
 }
 
 /// The newest position in the log (or the snapshot's, if the log was pruned
