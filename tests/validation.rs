@@ -348,35 +348,44 @@ fn a_local_write_while_a_rejection_is_pending_is_either_refused_or_visible() {
 }
 
 #[test]
-fn registering_a_validator_on_an_invalid_section_fails_and_registers_nothing() {
+fn registering_a_validator_on_an_invalid_section_succeeds_and_withholds_what_it_refuses() {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
         .merge_json(&json!({"p": {"min": 10.0, "max": 5.0}}))
         .unwrap();
 
-    let refused = store.validate_section::<Physics>("p", min_le_max);
-    match &refused {
-        Err(Error::Rejected { key, reason }) => {
-            assert_eq!(key, "p");
-            assert!(reason.contains("min"), "{reason}");
-        }
-        other => panic!("expected Error::Rejected, got {other:?}"),
-    }
-    // A section that does not fit the schema (absent fields) is refused too.
+    // No logged state of `p` passes (it was created invalid) and there are
+    // no defaults: the section is withheld, and the refusal is reported.
+    store
+        .validate_section::<Physics>("p", min_le_max)
+        .expect("registering never fails on stored data");
+    assert!(store.keys("p").is_empty(), "{:?}", store.keys("p"));
+    let rejected = store.rejected();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].reason.contains("min"), "{}", rejected[0].reason);
+    assert!(
+        rejected[0].reason.contains("withheld"),
+        "{}",
+        rejected[0].reason
+    );
+    // The database keeps what was stored.
+    assert_eq!(db_value(&db.path, "p.min"), Some(json!(10.0)));
+
+    // A section that does not exist yet does not fit the schema either:
+    // registering works, and the first valid write brings it in.
+    store.validate_section::<Physics>("q", min_le_max).unwrap();
     assert!(matches!(
-        store.validate_section::<Physics>("q", min_le_max),
+        store.set("q.min", &"text"),
         Err(Error::Rejected { .. })
     ));
+    store
+        .merge_json(&json!({"q": {"min": 1.0, "max": 2.0}}))
+        .unwrap();
+    assert_eq!(store.get::<f64>("q.max").unwrap(), Some(2.0));
 
-    // Nothing was registered: invalid writes still go through.
-    store
-        .set("p.min", &30.0)
-        .expect("no validator is registered");
-    store
-        .set("q.min", &"text")
-        .expect("no schema is registered");
-    assert_eq!(store.get::<f64>("p.min").unwrap(), Some(30.0));
-    assert!(store.rejected().is_empty());
-    assert_eq!(store.stats().rejected_values, 0);
+    // A write that makes `p` valid clears its refusal.
+    store.set("p.max", &20.0).unwrap();
+    assert_eq!(store.get::<f64>("p.min").unwrap(), Some(10.0));
+    assert!(store.rejected().is_empty(), "{:?}", store.rejected());
 }
