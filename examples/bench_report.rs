@@ -8,8 +8,8 @@
 //! cargo run --release --features bench-internals --example bench_report -- --only foreign,idle
 //! ```
 //!
-//! Sections (for `--only`): `memory`, `reads`, `writes`, `engine`, `contention`,
-//! `reload`, `foreign`, `idle`. Environment: `BENCH_IDLE_SECS` (idle sample
+//! Sections (for `--only`): `memory`, `reads`, `writes`, `engine`, `shape`,
+//! `contention`, `reload`, `foreign`, `idle`. Environment: `BENCH_IDLE_SECS` (idle sample
 //! per `watch` process, default 30, 5 with `--quick`), `BENCH_LARGE_KEYS`
 //! (default 100000), `BENCH_DIR` (where the databases go, default a temporary
 //! folder). Needs `python3` (with its `sqlite3` module) for the foreign
@@ -39,7 +39,7 @@ fn main() {
     }
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         eprintln!(
-            "usage: bench_report [--quick] [--only memory,reads,writes,engine,contention,reload,foreign,idle]"
+            "usage: bench_report [--quick] [--only memory,reads,writes,engine,shape,contention,reload,foreign,idle]"
         );
         return;
     }
@@ -60,7 +60,7 @@ fn main() {
     };
     let started = Instant::now();
 
-    let wants_small = ["reads", "writes", "engine", "foreign"]
+    let wants_small = ["reads", "writes", "engine", "shape", "foreign"]
         .iter()
         .any(|section| cfg.wants(section));
     let wants_large = [
@@ -68,6 +68,7 @@ fn main() {
         "reads",
         "writes",
         "engine",
+        "shape",
         "contention",
         "reload",
         "foreign",
@@ -95,6 +96,9 @@ fn main() {
             }
             if cfg.wants("engine") {
                 bench_support::engine::rows(&cfg, thousand, large, &mut rows);
+            }
+            if cfg.wants("shape") {
+                bench_support::tree_shape::rows(&cfg, thousand, large, &mut rows);
             }
         }
         if cfg.wants("contention") {

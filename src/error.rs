@@ -33,6 +33,16 @@ pub enum Error {
         /// What collides with it.
         reason: String,
     },
+    /// The database refused a row that would make one key both a value and
+    /// a section (its tree-shape triggers, schema version 3): SQL run through
+    /// [`Store::write`](crate::Store::write) inserted a key below a key that
+    /// holds a value, or a value at a key that has keys below it. The
+    /// statement changed nothing. To turn a value into a section (or back),
+    /// delete first, then insert, in the same transaction.
+    Misplaced {
+        /// The database's reason (which rule the key breaks).
+        reason: String,
+    },
     /// A stored value does not deserialize into the requested type.
     Decode {
         /// The key or prefix that was read.
@@ -150,6 +160,7 @@ impl fmt::Display for Error {
                 write!(f, "invalid value for key '{key}': {reason}")
             }
             Error::Conflict { key, reason } => write!(f, "conflicting key '{key}': {reason}"),
+            Error::Misplaced { reason } => write!(f, "refused by the database: {reason}"),
             Error::Decode { key, source } => {
                 write!(f, "cannot decode the value at '{key}': {source}")
             }
@@ -240,6 +251,9 @@ impl<T> SqliteContext<T> for rusqlite::Result<T> {
 /// Maps a SQLite error to the most specific variant.
 pub(crate) fn classify(source: rusqlite::Error, path: &std::path::Path, what: &str) -> Error {
     use rusqlite::ErrorCode;
+    if let Some(reason) = tree_shape_refusal(&source) {
+        return Error::Misplaced { reason };
+    }
     match source.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Error::Busy {
             path: path.to_owned(),
@@ -255,6 +269,19 @@ pub(crate) fn classify(source: rusqlite::Error, path: &std::path::Path, what: &s
             context: format!("{what} ({})", path.display()),
             source,
         },
+    }
+}
+
+/// The reason of a `RAISE(ABORT, 'livesettings: …')` from the tree-shape
+/// triggers (`SQLITE_CONSTRAINT_TRIGGER` with the `livesettings: ` prefix).
+fn tree_shape_refusal(source: &rusqlite::Error) -> Option<String> {
+    match source {
+        rusqlite::Error::SqliteFailure(error, Some(message))
+            if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER =>
+        {
+            message.strip_prefix("livesettings: ").map(str::to_owned)
+        }
+        _ => None,
     }
 }
 

@@ -34,7 +34,8 @@ enum Op {
     BulkDelete(String),
     /// `Store::prune` keeping the newest `n` log rows.
     Prune(u64),
-    /// A foreign connection drops the change-log triggers, then writes.
+    /// A foreign connection drops the change-log and tree-shape triggers,
+    /// then writes (a key below a value gets stored: the store refuses it).
     DropTriggersThenWrite(String, i64),
     /// A new database file renamed over the path.
     ReplaceFile(Vec<(String, i64)>),
@@ -71,8 +72,9 @@ fn op() -> impl Strategy<Value = Op> {
 const UPSERT: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2) \
                       ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
-/// A new livesettings database at `path` holding `pairs` (raw inserts, so
-/// leaf/section overlaps are allowed, as an operator could make them).
+/// A new livesettings database at `path` holding `pairs` (raw inserts with
+/// the tree-shape trigger dropped, so leaf/section overlaps are allowed, as
+/// a file from before the trigger could hold them).
 fn build_database(path: &Path, pairs: &[(String, i64)]) {
     let store = Options::new()
         .with_watch(WatchMode::Off)
@@ -80,6 +82,7 @@ fn build_database(path: &Path, pairs: &[(String, i64)]) {
         .unwrap();
     store
         .write(|tx| {
+            tx.execute_batch("DROP TRIGGER settings_shape_insert")?;
             for (key, value) in pairs {
                 tx.execute(UPSERT, (key, value.to_string()))?;
             }
@@ -89,10 +92,27 @@ fn build_database(path: &Path, pairs: &[(String, i64)]) {
     store.close().unwrap();
 }
 
+/// A write the store or the database refused for the tree shape changed
+/// nothing: fine.
 fn local_ok<T: std::fmt::Debug>(op: &Op, result: livesettings::Result<T>) -> Result<(), String> {
     match result {
-        Ok(_) | Err(Error::Conflict { .. }) => Ok(()),
+        Ok(_) | Err(Error::Conflict { .. }) | Err(Error::Misplaced { .. }) => Ok(()),
         Err(error) => Err(format!("{op:?} failed: {error}")),
+    }
+}
+
+/// A foreign statement the tree-shape triggers refused changed nothing:
+/// fine.
+fn foreign_ok(op: &Op, result: rusqlite::Result<usize>) -> Result<(), String> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(error, Some(message)))
+            if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER
+                && message.starts_with("livesettings: ") =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(format!("{op:?}: {error}")),
     }
 }
 
@@ -120,10 +140,7 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             }),
         ),
         Op::ForeignConn(key, Some(value)) => {
-            connect(path)
-                .execute(UPSERT, (key, value.to_string()))
-                .map_err(|e| format!("{op:?}: {e}"))?;
-            Ok(())
+            foreign_ok(op, connect(path).execute(UPSERT, (key, value.to_string())))
         }
         Op::ForeignConn(key, None) => {
             connect(path)
@@ -140,7 +157,8 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
                 .arg(sql)
                 .output()
                 .map_err(|e| e.to_string())?;
-            if out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() || stderr.contains("livesettings: ") {
                 Ok(())
             } else {
                 Err(format!(
@@ -170,12 +188,12 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             conn.execute_batch(
                 "DROP TRIGGER IF EXISTS settings_log_insert; \
                  DROP TRIGGER IF EXISTS settings_log_update; \
-                 DROP TRIGGER IF EXISTS settings_log_delete;",
+                 DROP TRIGGER IF EXISTS settings_log_delete; \
+                 DROP TRIGGER IF EXISTS settings_shape_insert;",
             )
             .map_err(|e| format!("{op:?}: {e}"))?;
-            conn.execute(UPSERT, (key, value.to_string()))
-                .map_err(|e| format!("{op:?}: {e}"))?;
-            Ok(())
+            // The store may have recreated the triggers meanwhile.
+            foreign_ok(op, conn.execute(UPSERT, (key, value.to_string())))
         }
         Op::ReplaceFile(pairs) => {
             *generation += 1;

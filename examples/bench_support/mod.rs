@@ -9,6 +9,7 @@ pub mod idle;
 pub mod memory;
 pub mod micro;
 pub mod reload;
+pub mod tree_shape;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

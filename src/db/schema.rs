@@ -1,5 +1,6 @@
 //! Keeping the schema in `sql/` in place: numbered migrations, the
-//! change-log triggers, and the pragmas that say when it changed.
+//! change-log and tree-shape triggers, and the pragmas that say when it
+//! changed.
 
 use std::path::Path;
 
@@ -8,20 +9,26 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::{Error, Result, SqliteContext};
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The numbered migrations, in order: entry `n` moves a database to version
 /// `n + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../sql/001_schema.sql"),
     include_str!("../../sql/002_replaced_values.sql"),
+    include_str!("../../sql/003_tree_shape.sql"),
 ];
 const TRIGGERS: &str = include_str!("../../sql/triggers.sql");
-const TRIGGER_NAMES: [&str; 4] = [
+/// Every trigger of `triggers.sql`: one missing (dropped by an operator, or
+/// a file older than version 3 without the tree-shape ones) makes the store
+/// recreate them all.
+const TRIGGER_NAMES: [&str; 6] = [
     "settings_log_before_insert",
     "settings_log_insert",
     "settings_log_update",
     "settings_log_delete",
+    "settings_shape_insert",
+    "settings_shape_update",
 ];
 
 /// Creates whatever part of the schema is missing. Cheap (read-only) when
@@ -86,11 +93,12 @@ pub(crate) fn stored_version(conn: &Connection, path: &Path) -> Result<Option<u3
     Ok(text.and_then(|text| text.trim().parse().ok()))
 }
 
-/// Whether all three change-log triggers exist.
+/// Whether all the triggers of `triggers.sql` exist (change log and tree
+/// shape).
 pub(crate) fn triggers_present(conn: &Connection, path: &Path) -> Result<bool> {
     let count: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' AND name IN (?1, ?2, ?3, ?4)",
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'settings' AND name IN (?1, ?2, ?3, ?4, ?5, ?6)",
             TRIGGER_NAMES,
             |row| row.get(0),
         )
@@ -98,8 +106,8 @@ pub(crate) fn triggers_present(conn: &Connection, path: &Path) -> Result<bool> {
     Ok(count == TRIGGER_NAMES.len() as i64)
 }
 
-/// Recreates the change-log triggers (all of them, so a half-dropped set is
-/// consistent again) on a connection inside a write transaction.
+/// Recreates the change-log and tree-shape triggers (all of them, so a
+/// half-dropped set is consistent again) on a connection inside a write transaction.
 pub(crate) fn create_triggers(conn: &Connection, path: &Path) -> Result<()> {
     conn.execute_batch(TRIGGERS)
         .context(path, "cannot recreate the change-log triggers")
@@ -139,11 +147,13 @@ mod tests {
             "second open changed nothing"
         );
         assert_eq!(stored_version(&conn, &path).unwrap(), Some(SCHEMA_VERSION));
-        conn.execute_batch("DROP TRIGGER settings_log_update")
-            .unwrap();
-        assert!(!triggers_present(&conn, &path).unwrap());
-        ensure_schema(&mut conn, &path).unwrap();
-        assert!(triggers_present(&conn, &path).unwrap());
+        for trigger in ["settings_log_update", "settings_shape_insert"] {
+            conn.execute_batch(&format!("DROP TRIGGER {trigger}"))
+                .unwrap();
+            assert!(!triggers_present(&conn, &path).unwrap(), "{trigger}");
+            ensure_schema(&mut conn, &path).unwrap();
+            assert!(triggers_present(&conn, &path).unwrap(), "{trigger}");
+        }
     }
 
     #[test]

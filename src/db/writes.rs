@@ -70,6 +70,24 @@ pub(crate) fn insert_missing(tx: &Transaction<'_>, key: &str, text: &str) -> Res
     Ok(())
 }
 
+/// Writes `rows` (a value, or `None` to delete the key) as one restoration:
+/// every delete first, then the values. The database refuses a key below a
+/// key that holds a value, or a value at a key with keys below it, at each
+/// statement (its tree-shape triggers), so a restoration that turns a value
+/// back into a section, or a section into a value, must clear the old side
+/// before it writes the new one.
+pub(crate) fn restore(tx: &Transaction<'_>, rows: &[(String, Option<String>)]) -> Result<()> {
+    for (key, _) in rows.iter().filter(|(_, text)| text.is_none()) {
+        delete_key(tx, key)?;
+    }
+    for (key, text) in rows {
+        if let Some(text) = text {
+            upsert(tx, key, text)?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn delete_key(tx: &Transaction<'_>, key: &str) -> Result<()> {
     tx.prepare_cached("DELETE FROM settings WHERE key = ?1")?
         .execute([key])?;

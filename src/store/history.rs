@@ -152,13 +152,7 @@ impl Store {
     pub fn revert_to(&self, seq: i64) -> Result<Commit> {
         let path = self.core.path.clone();
         self.commit("revert_to", |tx, _| {
-            for (key, old) in values_as_of(tx, &path, seq)? {
-                match old {
-                    Some(text) => writes::upsert(tx, &key, &text)?,
-                    None => writes::delete_key(tx, &key)?,
-                }
-            }
-            Ok(())
+            writes::restore(tx, &values_as_of(tx, &path, seq)?)
         })
     }
 

@@ -329,7 +329,10 @@ impl Store {
     /// everything back.
     ///
     /// # Errors
-    /// The closure's error, or [`Error::Busy`] / [`Error::DatabaseMissing`].
+    /// The closure's error, or [`Error::Busy`] / [`Error::DatabaseMissing`];
+    /// [`Error::Misplaced`] when the SQL inserted a key below a key that holds
+    /// a value, or a value at a key with keys below it (delete first, then
+    /// insert).
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
