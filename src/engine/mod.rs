@@ -26,6 +26,7 @@
 
 pub(crate) mod catch_up;
 pub(crate) mod connections;
+pub(crate) mod opening;
 pub(crate) mod pass;
 pub(crate) mod reader;
 pub(crate) mod reentrancy;
@@ -69,6 +70,9 @@ pub(crate) struct Core {
     /// This store's random id, stamped on the log rows it writes.
     pub(crate) session: String,
     pub(crate) options: Options,
+    /// Why the store opened read-only by itself (this process cannot write
+    /// the file or its folder), if it did.
+    pub(crate) read_only_cause: Option<String>,
     pub(crate) snapshot: ArcSwap<Snapshot>,
     engine: Mutex<Engine>,
     pub(crate) subscribers: Subscribers,
@@ -171,9 +175,10 @@ enum Attempt<R> {
 impl Core {
     /// Opens both connections on `path` (creating the file) and loads it.
     pub(crate) fn open(path: &Path, options: Options) -> Result<Core> {
-        crate::db::file_id::create_private(path, options.file_mode())?;
+        let (options, read_only_cause) = opening::prepare(path, options)?;
         let resolved = resolved(path);
-        let mut connections = open_connections(path, &resolved, &options, Follow::Active)?;
+        let mut connections = open_connections(path, &resolved, &options, Follow::Active)
+            .map_err(|error| opening::explain(error, path, &options))?;
         let session = writer::random_id(connections.writer.connection(), path)?;
         let (tx, _) = connections.reader.begin_pass(path)?;
         let pass = catch_up(
@@ -191,6 +196,7 @@ impl Core {
         let initial_rejections: Vec<Rejection> = refused.values().cloned().collect();
         let core = Core {
             path: path.to_owned(),
+            read_only_cause,
             session,
             subscribers: Subscribers::new(options.channel_capacity()),
             options,
@@ -255,6 +261,12 @@ impl Core {
         retry: bool,
         mut op: impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
     ) -> Result<(R, Option<(i64, i64)>)> {
+        if self.options.is_read_only() {
+            return Err(opening::refused_write(
+                &self.path,
+                self.read_only_cause.as_deref(),
+            ));
+        }
         let mut guard = self.enter(operation)?;
         self.activity.in_flight.store(true, Ordering::Release);
         let outcome = self.write_entered(&mut guard, retry, &mut op);
@@ -384,7 +396,7 @@ impl Core {
                 self.release_lost_file(engine);
                 return Ok(CheckOutcome::Missing);
             }
-            Some(file) if file != connections.file => {
+            Some(file) if file != connections.file || connections.needs_reopen() => {
                 self.follow_file(engine, Follow::Passive)?;
                 return Ok(CheckOutcome::Applied);
             }
@@ -445,7 +457,7 @@ impl Core {
     /// own, and keep serving the snapshot.
     fn release_lost_file(&self, engine: &mut Engine) {
         if let Some(connections) = engine.connections.take() {
-            let _follow = FollowLock::acquire(&engine.resolved);
+            let _follow = self.follow_lock(&engine.resolved);
             log::warn!(
                 "{}: the database file is gone; keeping the last loaded settings and waiting for it to come back",
                 self.path.display()
@@ -457,7 +469,7 @@ impl Core {
     /// Makes the connections follow the file at the path: close the old
     /// ones as orphans, open new ones, reload everything and publish.
     fn follow_file(&self, engine: &mut Engine, follow: Follow) -> Result<()> {
-        let _follow = FollowLock::acquire(&engine.resolved);
+        let _follow = self.follow_lock(&engine.resolved);
         let old_instance = engine
             .connections
             .as_ref()
@@ -492,6 +504,17 @@ impl Core {
         engine.connections = Some(connections);
         self.foreign_pass(engine, Some(ReloadReason::FileReplaced))?;
         Ok(())
+    }
+
+    /// The lock that serializes following a replaced file; a read-only
+    /// store takes none (it would create the lock file, and it never
+    /// removes side files).
+    fn follow_lock(&self, resolved: &Path) -> Option<FollowLock> {
+        if self.options.is_read_only() {
+            None
+        } else {
+            FollowLock::acquire(resolved)
+        }
     }
 
     /// After a panic during a check: the next pass reloads everything.
@@ -609,7 +632,7 @@ impl Core {
             if connections.is_current(&self.path).unwrap_or(false) {
                 connections.close();
             } else {
-                let _follow = FollowLock::acquire(&engine.resolved);
+                let _follow = self.follow_lock(&engine.resolved);
                 connections.close_left();
             }
         }
@@ -664,13 +687,7 @@ fn open_connections(
 ) -> Result<Connections> {
     let mut attempts = 0;
     loop {
-        match Connections::open(
-            path,
-            resolved,
-            options.busy_timeout(),
-            options.durability(),
-            follow,
-        ) {
+        match Connections::open(path, resolved, options, follow) {
             Err(Error::FileReplaced { .. }) if attempts < REPLACED_RETRIES => attempts += 1,
             outcome => return outcome,
         }

@@ -18,8 +18,12 @@ const DEMO_DEFAULTS: &str = include_str!("../../../examples/visionflow-settings.
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let path = cli.db_path();
     match cli.command {
-        Command::Init { seed } => {
-            let store = open(&path, WatchMode::Off)?;
+        Command::Init { seed, adopt } => {
+            let mut options = options(WatchMode::Off);
+            if adopt {
+                options = options.adopt_foreign();
+            }
+            let store = options.open(&path)?;
             seed_defaults(&store, &seed)?;
             out(&format!(
                 "{} keys in {}",
@@ -30,7 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Get { key } => {
             livesettings::validate_prefix(&key)?;
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             match store.subtree(&key)? {
                 Some(value) => out(&pretty(&value))?,
                 None => {
@@ -116,7 +120,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Export { prefix } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let tree = store
                 .subtree(&prefix)?
                 .unwrap_or_else(|| Value::Object(Default::default()));
@@ -165,7 +169,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             prefix,
             json,
         } => {
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let entries = if prefix {
                 store.history_prefix(&key, limit)?
             } else {
@@ -227,7 +231,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             out(&deleted.to_string())?;
         }
         Command::Check { schema } => {
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let Some(rules) = load_rules(&path, &schema)? else {
                 out(&format!(
                     "no schemas registered (give --schema FILE, set SETTINGS_SCHEMA_PATH, or put {} beside the database)",
@@ -256,7 +260,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             ))?;
         }
         Command::Stats { json } => {
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let stats = stats::read(&store)?;
             store.close()?;
             if json {
@@ -279,9 +283,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens an existing database for a command that only reads: a typo in
-/// `--db` must not create an empty database.
-fn open_existing(path: &Path) -> Result<Store, Error> {
+/// Opens an existing database for a command that only reads (`get`,
+/// `export`, `history`, `check`, `stats`): read-only, so it never writes
+/// anything into or beside the file (no schema, no `-wal`/`-shm` owned by
+/// whoever ran it), and a typo in `--db` creates nothing.
+fn open_read_only(path: &Path) -> Result<Store, Error> {
     if !path.exists() {
         return Err(Error::Io {
             context: format!(
@@ -291,14 +297,20 @@ fn open_existing(path: &Path) -> Result<Store, Error> {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    open(path, WatchMode::Off)
+    options(WatchMode::Off).read_only().open(path)
 }
 
+/// Opens the database for a command that writes (or `watch`), creating it
+/// when missing. A zero-length file is set up: it holds nothing to lose.
+/// Another application's SQLite file is refused (`init --adopt` takes it).
 fn open(path: &Path, watch: WatchMode) -> Result<Store, Error> {
+    options(watch).open(path)
+}
+
+fn options(watch: WatchMode) -> Options {
     Options::new()
         .with_origin("livesettings-cli")
         .with_watch(watch)
-        .open(path)
 }
 
 /// The newest position in the log (or the snapshot's, if the log was pruned

@@ -14,7 +14,8 @@ const CLOSED_PIPE: u8 = 141;
 #[derive(Debug)]
 pub enum Failure {
     /// An error from the library: exit 2, except a seq that is not in the
-    /// change log (a missing target, like [`Failure::Missing`]): exit 1.
+    /// change log and a file that is not a livesettings database (a missing
+    /// or refused target, like [`Failure::Missing`]): exit 1.
     Error(Error),
     /// The command's target is not there, or there was nothing to do: the
     /// message, exit 1.
@@ -35,7 +36,7 @@ impl Failure {
     /// Reports the failure on stderr and returns the exit status.
     pub fn report(self) -> ExitCode {
         match self {
-            Failure::Error(error @ Error::UnknownSeq { .. }) => {
+            Failure::Error(error @ (Error::UnknownSeq { .. } | Error::NotLivesettings { .. })) => {
                 note(&format!("livesettings: {error}"));
                 ExitCode::from(1)
             }
