@@ -196,7 +196,7 @@ impl fmt::Display for Error {
             ),
             Error::ReadOnly { path } => write!(
                 f,
-                "database {} is read-only (check the permissions of the file and its folder); nothing was written",
+                "database {} is read-only (opened read-only, or SQLite could not write it: check the permissions of the file, its folder and its -wal/-shm); nothing was written",
                 path.display()
             ),
             Error::NotLivesettings { path, reason } => write!(
