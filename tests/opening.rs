@@ -655,3 +655,40 @@ fn on_a_full_disk_reads_work_and_set_names_the_full_disk() {
     assert_eq!(cli_ok(&db, &["set", "a.b", "2"]).trim(), "2");
     assert_eq!(cli_ok(&db, &["get", "a.b"]).trim(), "2");
 }
+
+/// A writer that crashed leaves a `-wal` with commits; without its `-shm` a
+/// read-only store cannot read them without creating the `-shm`: it says so
+/// and creates nothing (reading the main file alone would serve stale
+/// values).
+#[test]
+fn read_only_store_refuses_a_wal_with_commits_but_no_shm_and_creates_nothing() {
+    let db = closed_db();
+    let crash = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import os, sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute(\"UPDATE settings SET value = '7' WHERE key = 'a.b'\")\n\
+             os._exit(0)\n",
+        )
+        .arg(&db.path)
+        .status()
+        .expect("run python3");
+    assert!(crash.success());
+    let mut shm = db.path.as_os_str().to_owned();
+    shm.push("-shm");
+    std::fs::remove_file(PathBuf::from(shm)).expect("remove the -shm");
+    let before = folder_state(db.dir.path());
+    let error = Options::new()
+        .read_only()
+        .open(&db.path)
+        .expect_err("the WAL cannot be read");
+    assert!(
+        matches!(error, Error::Unusable { .. }) && error.to_string().contains("-shm is missing"),
+        "{error}"
+    );
+    assert_eq!(folder_state(db.dir.path()), before);
+    // A store that writes recovers it.
+    assert_eq!(cli_ok(&db.path, &["set", "a.c", "1"]).trim(), "4");
+    assert_eq!(cli_ok(&db.path, &["get", "a.b"]).trim(), "7");
+}

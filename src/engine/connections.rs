@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::db::Access;
 use crate::db::file_id::{FileId, file_at, side_path};
-use crate::db::side_files::{OrphanPin, SideFiles};
+use crate::db::side_files::{OrphanPin, SharedPin, SideFiles};
 use crate::engine::reader::Reader;
 use crate::engine::writer::Writer;
 use crate::error::{Error, Result};
@@ -148,6 +148,11 @@ impl Connections {
                     .to_owned(),
             });
         }
+        // Held until both connections have read the file (and so hold
+        // SQLite's SHARED lock): see `SharedPin`.
+        let pin = read_only
+            .then(|| SharedPin::on(resolved, busy_timeout))
+            .flatten();
         let access = if read_only {
             read_only_access(path, resolved)?
         } else {
@@ -168,6 +173,7 @@ impl Connections {
                 return Err(error);
             }
         };
+        drop(pin);
         let instance = writer
             .connection()
             .query_row(
