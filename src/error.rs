@@ -63,8 +63,12 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
     },
-    /// The database file or its folder is read-only: reads work, writes
-    /// fail.
+    /// A write on a store that does not write: one opened with
+    /// [`Options::read_only`](crate::Options::read_only), or one that
+    /// switched to read-only at open because this process cannot write the
+    /// file or its folder ([`Store::read_only_cause`](crate::Store::read_only_cause)
+    /// says why), or SQLite refusing a write (`SQLITE_READONLY`). Reads keep
+    /// working; nothing was written.
     ReadOnly {
         /// The database file.
         path: PathBuf,
@@ -76,6 +80,33 @@ pub enum Error {
         path: PathBuf,
         /// What was found.
         reason: String,
+    },
+    /// The file at the path is a SQLite database of something else (it has
+    /// tables but no livesettings meta table), or an empty file a read-only
+    /// open cannot set up. Nothing was written to it: livesettings only adds
+    /// its schema to a file it created, to an empty one when opened for
+    /// writing, or to a foreign one with
+    /// [`Options::adopt_foreign`](crate::Options::adopt_foreign)
+    /// (`livesettings init --adopt`).
+    NotLivesettings {
+        /// The database file.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// Opening or setting up the database failed because this process cannot
+    /// write where it lives: a read-only filesystem, an immutable file or
+    /// folder, missing permissions, or a full disk (diagnosed from
+    /// `access(2)` and `statvfs(2)` after SQLite's error). Nothing was
+    /// written. Commands that only read open the store read-only, which
+    /// needs none of this.
+    CannotWrite {
+        /// The database file.
+        path: PathBuf,
+        /// The diagnosed cause, e.g. "the folder /srv is on a read-only filesystem".
+        cause: String,
+        /// SQLite's error, when it was SQLite that failed.
+        source: Option<rusqlite::Error>,
     },
     /// A validator registered for a section refused a write.
     Rejected {
@@ -176,9 +207,25 @@ impl fmt::Display for Error {
             ),
             Error::ReadOnly { path } => write!(
                 f,
-                "database {} is read-only (check the permissions of the file and its folder); nothing was written",
+                "database {} is read-only (opened read-only, or SQLite could not write it: check the permissions of the file, its folder and its -wal/-shm); nothing was written",
                 path.display()
             ),
+            Error::NotLivesettings { path, reason } => write!(
+                f,
+                "{} is not a livesettings database: {reason}; nothing was written",
+                path.display()
+            ),
+            Error::CannotWrite {
+                path,
+                cause,
+                source,
+            } => {
+                write!(f, "cannot write database {}: {cause}", path.display())?;
+                if let Some(source) = source {
+                    write!(f, " (SQLite: {source})")?;
+                }
+                write!(f, "; nothing was written")
+            }
             Error::Unusable { path, reason } => {
                 write!(f, "database {} is unusable: {reason}", path.display())
             }
@@ -220,6 +267,10 @@ impl std::error::Error for Error {
         match self {
             Error::Decode { source, .. } | Error::Json { source, .. } => Some(source),
             Error::Sqlite { source, .. } => Some(source),
+            Error::CannotWrite {
+                source: Some(source),
+                ..
+            } => Some(source),
             Error::Io { source, .. } => Some(source),
             _ => None,
         }

@@ -91,6 +91,8 @@ pub struct Options {
     file_mode: u32,
     retention: Option<Retention>,
     durability: Durability,
+    read_only: bool,
+    adopt_foreign: bool,
 }
 
 impl Default for Options {
@@ -106,6 +108,8 @@ impl Default for Options {
             file_mode: 0o600,
             retention: None,
             durability: Durability::Normal,
+            read_only: false,
+            adopt_foreign: false,
         }
     }
 }
@@ -233,6 +237,51 @@ impl Options {
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// Opens a store that never writes: no file, folder, schema, migration,
+    /// trigger repair, `journal_mode` change or side file (`-wal`, `-shm`,
+    /// lock files) is created or changed, and the ownership of existing ones
+    /// stays as it is. Reads, sections, subscriptions and history work, and
+    /// commits of other writers are followed as usual; every write returns
+    /// [`Error::ReadOnly`]. The database must exist and be a livesettings
+    /// database ([`Error::NotLivesettings`] otherwise). Defaults and
+    /// retention are not applied (they would write).
+    ///
+    /// A store also opens read-only on its own when this process cannot
+    /// write the file or its folder (see
+    /// [`Store::read_only_cause`](crate::Store::read_only_cause)).
+    ///
+    /// When the database has no `-wal`/`-shm` beside it (no writer has it
+    /// open: everything is in the main file), SQLite could only read it by
+    /// creating them, so the store reads it as an immutable file and opens
+    /// it again, normally, as soon as the side files appear or the file
+    /// changes.
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Lets the store add its schema to an existing SQLite database that
+    /// holds other tables (another application's file). Without it such a
+    /// file is refused with [`Error::NotLivesettings`] and left untouched
+    /// (`livesettings init --adopt` sets it).
+    #[must_use]
+    pub fn adopt_foreign(mut self) -> Self {
+        self.adopt_foreign = true;
+        self
+    }
+
+    /// Whether the store is opened read-only ([`Options::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether a foreign SQLite database may get the schema
+    /// ([`Options::adopt_foreign`]).
+    pub fn adopts_foreign(&self) -> bool {
+        self.adopt_foreign
     }
 
     /// The durability of commits.

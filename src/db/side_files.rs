@@ -99,6 +99,44 @@ impl OrphanPin {
     }
 }
 
+/// A shared lock on a database file held while a read-only store opens it
+/// through existing `-wal`/`-shm`: the last writer to close cannot take
+/// the EXCLUSIVE lock it needs to checkpoint and delete them meanwhile, so
+/// SQLite never has to create them (they would be this process's). Opened
+/// read-only; creates nothing. Released on drop, once the store's own
+/// connections hold their SHARED locks.
+pub(crate) struct SharedPin {
+    _file: File,
+}
+
+impl SharedPin {
+    /// Takes the lock, retrying briefly while a writer holds its EXCLUSIVE
+    /// lock (a close or a checkpoint takes milliseconds); `None` when the
+    /// file cannot be opened or the lock is not granted within `patience`.
+    pub(crate) fn on(db: &Path, patience: std::time::Duration) -> Option<SharedPin> {
+        let file = File::open(db).ok()?;
+        let lock = nix::libc::flock {
+            l_type: nix::libc::F_RDLCK as i16,
+            l_whence: nix::libc::SEEK_SET as i16,
+            l_start: SHARED_FIRST,
+            l_len: SHARED_SIZE,
+            l_pid: 0,
+        };
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)) {
+                Ok(_) => return Some(SharedPin { _file: file }),
+                Err(error) if std::time::Instant::now() >= deadline => {
+                    log::warn!("cannot pin {} while opening it: {error}", db.display());
+                    return None;
+                }
+                // Not a wait for a result: a bounded retry of a lock.
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            }
+        }
+    }
+}
+
 /// Opens a new description of a file this process holds open, even when it
 /// has no name any more.
 fn open_held_file(target: FileId) -> Option<File> {

@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::db::file_id::{FileId, file_at};
-use crate::db::side_files::{OrphanPin, SideFiles};
+use crate::db::Access;
+use crate::db::file_id::{FileId, file_at, side_path};
+use crate::db::side_files::{OrphanPin, SharedPin, SideFiles};
 use crate::engine::reader::Reader;
 use crate::engine::writer::Writer;
 use crate::error::{Error, Result};
-use crate::options::Durability;
+use crate::options::Options;
 
 /// How a store opens the file it finds at the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,19 +58,80 @@ pub(crate) struct Connections {
     /// original's id).
     pub(crate) instance: Option<String>,
     side_files: SideFiles,
+    /// A read-only store's connections: they never remove side files.
+    read_only: bool,
+    /// For connections opened `immutable` (a read-only store on a database
+    /// without side files): the file as it was then. When it changes, the
+    /// connections must be opened again to see it.
+    immutable: Option<Stamp>,
+}
+
+/// What an immutable read depends on: the database file's identity, size
+/// and modification time, and whether its side files exist.
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp {
+    file: Option<(FileId, u64, Option<std::time::SystemTime>)>,
+    wal: bool,
+    shm: bool,
+}
+
+impl Stamp {
+    fn of(resolved: &Path) -> Stamp {
+        let file = std::fs::metadata(resolved).ok().map(|meta| {
+            (
+                FileId::from_metadata(&meta),
+                meta.len(),
+                meta.modified().ok(),
+            )
+        });
+        Stamp {
+            file,
+            wal: side_path(resolved, "-wal").exists(),
+            shm: side_path(resolved, "-shm").exists(),
+        }
+    }
+}
+
+/// How a read-only store can open the database at `resolved` without
+/// creating anything. Measured with the bundled SQLite: a read-only
+/// connection on a WAL database creates `-wal` and `-shm` when they are
+/// missing (owned by this process: the reported bug), or fails with
+/// `SQLITE_READONLY_DIRECTORY` in a folder it cannot write; with both side
+/// files present it reads through them and sees other writers' commits.
+/// Without a `-wal` (or with an empty one) every commit is in the main
+/// file, so an immutable read is correct until the file changes. A `-wal`
+/// with commits but no `-shm` (a writer crashed) cannot be read without
+/// creating the `-shm`.
+fn read_only_access(path: &Path, resolved: &Path) -> Result<Access> {
+    let wal = std::fs::metadata(side_path(resolved, "-wal")).ok();
+    let shm = side_path(resolved, "-shm").exists();
+    match (wal, shm) {
+        (Some(_), true) => Ok(Access::ReadOnly),
+        (Some(wal), false) if wal.len() > 0 => Err(Error::Unusable {
+            path: path.to_owned(),
+            reason: "its -wal holds commits that are not in the database file yet, and its -shm is \
+                     missing: a read-only store cannot read them without creating the -shm (open it \
+                     once with write access); nothing was written"
+                .to_owned(),
+        }),
+        _ => Ok(Access::Immutable),
+    }
 }
 
 impl Connections {
     /// Opens both connections on the file at `path` (applying the schema).
     /// `resolved` is the path with symlinks resolved, where SQLite keeps the
     /// side files.
+    /// A read-only store (`options.is_read_only()`) opens them read-only,
+    /// and immutable when the side files are missing.
     pub(crate) fn open(
         path: &Path,
         resolved: &Path,
-        busy_timeout: Duration,
-        durability: Durability,
+        options: &Options,
         follow: Follow,
     ) -> Result<Connections> {
+        let busy_timeout = options.busy_timeout();
+        let read_only = options.is_read_only();
         let missing = || Error::DatabaseMissing {
             path: path.to_owned(),
         };
@@ -86,14 +148,32 @@ impl Connections {
                     .to_owned(),
             });
         }
-        let writer = Writer::open(path, busy_timeout, durability)?;
-        let reader = match Reader::open(path, busy_timeout) {
+        // Held until both connections have read the file (and so hold
+        // SQLite's SHARED lock): see `SharedPin`.
+        let pin = read_only
+            .then(|| SharedPin::on(resolved, busy_timeout))
+            .flatten();
+        let access = if read_only {
+            read_only_access(path, resolved)?
+        } else {
+            Access::ReadWrite
+        };
+        let stamp = (access == Access::Immutable).then(|| Stamp::of(resolved));
+        let writer = Writer::open(
+            path,
+            busy_timeout,
+            options.durability(),
+            access,
+            options.adopts_foreign(),
+        )?;
+        let reader = match Reader::open(path, busy_timeout, access) {
             Ok(reader) => reader,
             Err(error) => {
                 writer.close();
                 return Err(error);
             }
         };
+        drop(pin);
         let instance = writer
             .connection()
             .query_row(
@@ -109,6 +189,8 @@ impl Connections {
             resolved: resolved.to_owned(),
             instance,
             side_files: SideFiles::record(resolved),
+            read_only,
+            immutable: stamp,
         };
         if file_at(path)? != Some(file) {
             // Replaced while opening: which file each connection got is
@@ -119,6 +201,15 @@ impl Connections {
             });
         }
         Ok(connections)
+    }
+
+    /// Whether these are immutable connections on a file that changed since
+    /// (or got side files: a writer opened it): they cannot see the change
+    /// and must be opened again.
+    pub(crate) fn needs_reopen(&self) -> bool {
+        self.immutable
+            .as_ref()
+            .is_some_and(|stamp| *stamp != Stamp::of(&self.resolved))
     }
 
     /// Whether the file at `path` is the one the connections have open.
@@ -157,7 +248,7 @@ impl Connections {
         }
         self.writer.close();
         self.reader.close();
-        if remove_side_files {
+        if remove_side_files && !self.read_only {
             self.side_files.remove_stale();
         }
         drop(pin);

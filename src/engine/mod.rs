@@ -27,6 +27,7 @@
 pub(crate) mod catch_up;
 pub(crate) mod connections;
 pub(crate) mod fallback;
+pub(crate) mod opening;
 pub(crate) mod pass;
 pub(crate) mod reader;
 pub(crate) mod reentrancy;
@@ -71,6 +72,9 @@ pub(crate) struct Core {
     /// This store's random id, stamped on the log rows it writes.
     pub(crate) session: String,
     pub(crate) options: Options,
+    /// Why the store opened read-only by itself (this process cannot write
+    /// the file or its folder), if it did.
+    pub(crate) read_only_cause: Option<String>,
     /// The database's view (served values where a validator refuses): what
     /// the engine applies passes to.
     pub(crate) snapshot: ArcSwap<Snapshot>,
@@ -180,9 +184,10 @@ enum Attempt<R> {
 impl Core {
     /// Opens both connections on `path` (creating the file) and loads it.
     pub(crate) fn open(path: &Path, options: Options) -> Result<Core> {
-        crate::db::file_id::create_private(path, options.file_mode())?;
+        let (options, read_only_cause) = opening::prepare(path, options)?;
         let resolved = resolved(path);
-        let mut connections = open_connections(path, &resolved, &options, Follow::Active)?;
+        let mut connections = open_connections(path, &resolved, &options, Follow::Active)
+            .map_err(|error| opening::explain(error, path, &options))?;
         let session = writer::random_id(connections.writer.connection(), path)?;
         let (tx, _) = connections.reader.begin_pass(path)?;
         let pass = catch_up(
@@ -214,6 +219,7 @@ impl Core {
         };
         let core = Core {
             path: path.to_owned(),
+            read_only_cause,
             session,
             subscribers: Subscribers::new(options.channel_capacity()),
             options,
@@ -290,6 +296,12 @@ impl Core {
         retry: bool,
         mut op: impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
     ) -> Result<(R, Option<(i64, i64)>)> {
+        if self.options.is_read_only() {
+            return Err(opening::refused_write(
+                &self.path,
+                self.read_only_cause.as_deref(),
+            ));
+        }
         let mut guard = self.enter(operation)?;
         self.activity.in_flight.store(true, Ordering::Release);
         let outcome = self.write_entered(&mut guard, retry, &mut op);
@@ -419,7 +431,7 @@ impl Core {
                 self.release_lost_file(engine);
                 return Ok(CheckOutcome::Missing);
             }
-            Some(file) if file != connections.file => {
+            Some(file) if file != connections.file || connections.needs_reopen() => {
                 self.follow_file(engine, Follow::Passive)?;
                 return Ok(CheckOutcome::Applied);
             }
@@ -480,7 +492,7 @@ impl Core {
     /// own, and keep serving the snapshot.
     fn release_lost_file(&self, engine: &mut Engine) {
         if let Some(connections) = engine.connections.take() {
-            let _follow = FollowLock::acquire(&engine.resolved);
+            let _follow = self.follow_lock(&engine.resolved);
             log::warn!(
                 "{}: the database file is gone; keeping the last loaded settings and waiting for it to come back",
                 self.path.display()
@@ -492,7 +504,7 @@ impl Core {
     /// Makes the connections follow the file at the path: close the old
     /// ones as orphans, open new ones, reload everything and publish.
     fn follow_file(&self, engine: &mut Engine, follow: Follow) -> Result<()> {
-        let _follow = FollowLock::acquire(&engine.resolved);
+        let _follow = self.follow_lock(&engine.resolved);
         let old_instance = engine
             .connections
             .as_ref()
@@ -527,6 +539,17 @@ impl Core {
         engine.connections = Some(connections);
         self.foreign_pass(engine, Some(ReloadReason::FileReplaced))?;
         Ok(())
+    }
+
+    /// The lock that serializes following a replaced file; a read-only
+    /// store takes none (it would create the lock file, and it never
+    /// removes side files).
+    fn follow_lock(&self, resolved: &Path) -> Option<FollowLock> {
+        if self.options.is_read_only() {
+            None
+        } else {
+            FollowLock::acquire(resolved)
+        }
     }
 
     /// After a panic during a check: the next pass reloads everything.
@@ -728,7 +751,7 @@ impl Core {
             if connections.is_current(&self.path).unwrap_or(false) {
                 connections.close();
             } else {
-                let _follow = FollowLock::acquire(&engine.resolved);
+                let _follow = self.follow_lock(&engine.resolved);
                 connections.close_left();
             }
         }
@@ -783,13 +806,7 @@ fn open_connections(
 ) -> Result<Connections> {
     let mut attempts = 0;
     loop {
-        match Connections::open(
-            path,
-            resolved,
-            options.busy_timeout(),
-            options.durability(),
-            follow,
-        ) {
+        match Connections::open(path, resolved, options, follow) {
             Err(Error::FileReplaced { .. }) if attempts < REPLACED_RETRIES => attempts += 1,
             outcome => return outcome,
         }

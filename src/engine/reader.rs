@@ -6,24 +6,31 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::db::Access;
 use crate::db::schema;
 use crate::error::{Result, SqliteContext};
 use crate::events::ReloadReason;
 
 pub(crate) struct Reader {
     conn: Connection,
+    /// A read-only store's reader repairs nothing.
+    read_only: bool,
     data_version: i64,
     schema_cookie: i64,
 }
 
 impl Reader {
-    /// Opens the read connection on `path`.
-    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Reader> {
-        let conn = crate::db::open_connection(path, busy_timeout, 256)?;
+    /// Opens the read connection on `path` as `access` says.
+    pub(crate) fn open(path: &Path, busy_timeout: Duration, access: Access) -> Result<Reader> {
+        let conn = crate::db::open_with_access(path, busy_timeout, 256, access)?;
+        if access == Access::ReadWrite {
+            crate::db::switch_to_wal(&conn, path)?;
+        }
         let data_version = schema::data_version(&conn, path)?;
         let schema_cookie = schema::schema_cookie(&conn, path)?;
         Ok(Reader {
             conn,
+            read_only: access != Access::ReadWrite,
             data_version,
             schema_cookie,
         })
@@ -37,7 +44,8 @@ impl Reader {
 
     /// Prepares a pass: notes the data version it covers, checks the schema
     /// cookie (recreating missing triggers in a short write transaction) and
-    /// opens the read transaction. Returns the transaction and the reload
+    /// opens the read transaction. A read-only store only notes that the
+    /// triggers are missing (and reloads). Returns the transaction and the reload
     /// the schema check demands, if any.
     pub(crate) fn begin_pass(
         &mut self,
@@ -48,7 +56,21 @@ impl Reader {
         self.data_version = schema::data_version(&self.conn, path)?;
         let cookie = schema::schema_cookie(&self.conn, path)?;
         let mut reload = None;
-        if cookie != self.schema_cookie {
+        if cookie != self.schema_cookie && self.read_only {
+            let present = schema::triggers_present(&self.conn, path)?;
+            if !present {
+                log::warn!(
+                    "{}: change-log triggers are missing (a read-only store does not recreate them)",
+                    path.display()
+                );
+            }
+            reload = Some(if present {
+                ReloadReason::SchemaChanged
+            } else {
+                ReloadReason::TriggersMissing
+            });
+            self.schema_cookie = cookie;
+        } else if cookie != self.schema_cookie {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)

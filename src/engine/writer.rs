@@ -19,7 +19,9 @@ use std::time::Duration;
 use rusqlite::hooks::{Action, AuthAction, AuthContext, Authorization, TransactionOperation};
 use rusqlite::{Connection, Transaction};
 
+use crate::db::Access;
 use crate::db::change_log::{LogRow, log_row};
+use crate::db::identify::{EMPTY_FILE, Found, identify};
 use crate::db::schema;
 use crate::error::{Error, Result, SqliteContext};
 use crate::events::ReloadReason;
@@ -39,19 +41,44 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Opens the writer connection on `path` (which must exist), applies the
-    /// schema and registers the hooks.
+    /// schema and registers the hooks. A file with another application's
+    /// tables is refused before anything is written (even the switch to
+    /// WAL) unless `adopt`. With a read-only `access`, nothing is set up:
+    /// the file must already be a livesettings database of this schema
+    /// version or an older one without pending migrations, and the store
+    /// never writes through this connection.
     pub(crate) fn open(
         path: &Path,
         busy_timeout: Duration,
         durability: Durability,
+        access: Access,
+        adopt: bool,
     ) -> Result<Writer> {
-        let mut conn = crate::db::open_connection(path, busy_timeout, 1024)?;
-        if durability == Durability::Full {
-            // Only the writer commits: the read connection needs no syncing.
-            conn.pragma_update(None, "synchronous", "FULL")
-                .context(path, "cannot set synchronous=FULL")?;
+        let mut conn = crate::db::open_with_access(path, busy_timeout, 1024, access)?;
+        let found = identify(&conn, path)?;
+        if access == Access::ReadWrite {
+            if let Found::Foreign { reason } = found {
+                if !adopt {
+                    return Err(Error::NotLivesettings {
+                        path: path.to_owned(),
+                        reason,
+                    });
+                }
+                log::warn!(
+                    "{}: adopting a foreign SQLite database (adding the livesettings tables)",
+                    path.display()
+                );
+            }
+            crate::db::switch_to_wal(&conn, path)?;
+            if durability == Durability::Full {
+                // Only the writer commits: the read connection needs no syncing.
+                conn.pragma_update(None, "synchronous", "FULL")
+                    .context(path, "cannot set synchronous=FULL")?;
+            }
+            schema::ensure_schema(&mut conn, path)?;
+        } else {
+            check_readable_schema(&conn, path, found)?;
         }
-        schema::ensure_schema(&mut conn, path)?;
         let hook_record = HookRecord::default();
         let on_update = Arc::clone(&hook_record);
         conn.update_hook(Some(
@@ -150,6 +177,41 @@ impl Writer {
         if let Err((_, error)) = self.conn.close() {
             log::warn!("closing the writer connection failed: {error}");
         }
+    }
+}
+
+/// What a read-only store can read: a livesettings database whose schema
+/// needs no migration (a read-only store cannot run one).
+fn check_readable_schema(conn: &Connection, path: &Path, found: Found) -> Result<()> {
+    let not_ours = |reason: String| {
+        Err(Error::NotLivesettings {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    match found {
+        Found::Foreign { reason } => return not_ours(reason),
+        Found::Blank => return not_ours(EMPTY_FILE.to_owned()),
+        Found::Livesettings => {}
+    }
+    let unusable = |reason: String| {
+        Err(Error::Unusable {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    match schema::stored_version(conn, path)? {
+        Some(version) if version > schema::SCHEMA_VERSION => unusable(format!(
+            "schema version {version} is newer than this livesettings ({})",
+            schema::SCHEMA_VERSION
+        )),
+        Some(version) if version == schema::SCHEMA_VERSION => Ok(()),
+        other => unusable(format!(
+            "schema version {} needs migrating to {}, which a read-only store cannot do \
+             (open it once with write access); nothing was written",
+            other.map_or_else(|| "unknown".to_owned(), |v| v.to_string()),
+            schema::SCHEMA_VERSION
+        )),
     }
 }
 

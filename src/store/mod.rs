@@ -54,13 +54,20 @@ pub struct Store {
 
 impl Store {
     /// Opens the database at `path` with the default [`Options`], creating
-    /// the folders, the file and the schema when missing.
+    /// the folders, the file and the schema when missing (an existing
+    /// zero-length file is set up too: it holds nothing to lose). The path
+    /// is always a file name, never a SQLite URI (`file:x.db` is a file of
+    /// that name). When this process cannot write the existing file or its
+    /// folder, the store opens read-only (see [`Options::read_only`]).
     ///
     /// # Errors
-    /// [`Error::Unusable`] when the file is not a livesettings database
-    /// (not SQLite, corrupt, newer schema), [`Error::Busy`] when another
-    /// connection holds a lock past the busy timeout, [`Error::Io`] when the
-    /// file or folders cannot be created.
+    /// [`Error::NotLivesettings`] when the file is another application's
+    /// SQLite database (see [`Options::adopt_foreign`]),
+    /// [`Error::Unusable`] when it is not SQLite, corrupt, or of a newer
+    /// schema, [`Error::Busy`] when another connection holds a lock past
+    /// the busy timeout, [`Error::CannotWrite`] when the file cannot be set
+    /// up (read-only filesystem, immutable folder, permissions, full disk),
+    /// [`Error::Io`] when the file or folders cannot be created.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -81,10 +88,12 @@ impl Store {
             core,
             watcher: None,
         };
-        if let Some(seed) = seed {
+        // A read-only store writes nothing, so it applies neither.
+        let read_only = store.is_read_only();
+        if let Some(seed) = seed.filter(|_| !read_only) {
             store.set_defaults(&seed)?;
         }
-        if let Some(retention) = store.core.options.retention() {
+        if let Some(retention) = store.core.options.retention().filter(|_| !read_only) {
             store.prune(retention)?;
         }
         store.watcher = Watcher::start(Arc::clone(&store.core), watch)?;
@@ -94,6 +103,22 @@ impl Store {
     /// The database path.
     pub fn path(&self) -> &Path {
         &self.core.path
+    }
+
+    /// Whether the store never writes: opened with
+    /// [`Options::read_only`], or switched to read-only at open (see
+    /// [`Store::read_only_cause`]). Its writes return [`Error::ReadOnly`] or
+    /// [`Error::CannotWrite`].
+    pub fn is_read_only(&self) -> bool {
+        self.core.options.is_read_only()
+    }
+
+    /// Why the store opened read-only by itself, when it did: this process
+    /// cannot write the database file or its folder (permissions, a
+    /// read-only filesystem, an immutable folder). `None` for a store that
+    /// writes or one opened with [`Options::read_only`].
+    pub fn read_only_cause(&self) -> Option<&str> {
+        self.core.read_only_cause.as_deref()
     }
 
     /// The current snapshot, as an owned `Arc`.
@@ -362,6 +387,29 @@ impl Store {
                 }),
             })
             .map(|(value, _)| value)
+    }
+
+    /// Runs read-only SQL in one read transaction on the store's read
+    /// connection (a consistent view of the file; `PRAGMA query_only` is on
+    /// meanwhile, so writes fail). Works on a read-only store, whose
+    /// connections are the only ones that can read the file without
+    /// creating side files.
+    ///
+    /// # Errors
+    /// The closure's error, or [`Error::Busy`] / [`Error::DatabaseMissing`].
+    pub fn query<R>(&self, query: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        self.core.read("query", |tx, path| {
+            use crate::error::SqliteContext;
+            let was: bool = tx
+                .query_row("PRAGMA query_only", [], |row| row.get(0))
+                .context(path, "cannot read query_only")?;
+            tx.pragma_update(None, "query_only", true)
+                .context(path, "cannot set query_only")?;
+            let outcome = query(tx);
+            tx.pragma_update(None, "query_only", was)
+                .context(path, "cannot reset query_only")?;
+            outcome
+        })
     }
 
     /// Subscribes to changes at or below `prefix` (`""` for all). Events come

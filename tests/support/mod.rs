@@ -680,3 +680,115 @@ impl Drop for WatchProcess {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// A process without write access to the database
+
+/// Whether the tests run as root (the owner of `/proc/self` is the effective
+/// user).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// Runs the CLI as a process that cannot write the database: as user
+/// `nobody` (through `setpriv`) when the tests run as root, whom permission
+/// bits do not stop; else as this user, with the write bits removed by
+/// [`NoWriteAccess::deny`].
+pub struct NoWriteAccess {
+    pub root: bool,
+}
+
+impl NoWriteAccess {
+    pub fn new() -> NoWriteAccess {
+        let root = is_root();
+        if root {
+            let found = Command::new("setpriv")
+                .arg("--version")
+                .output()
+                .is_ok_and(|output| output.status.success());
+            assert!(
+                found,
+                "running as root, these tests need util-linux's setpriv"
+            );
+        }
+        NoWriteAccess { root }
+    }
+
+    /// Makes `path` (a file or folder) unwritable for the reader while the
+    /// folders above stay traversable: root's files are only readable for
+    /// `nobody` with mode `mode_for_root`; for this user, the write bits go.
+    pub fn deny(&self, path: &Path, mode_for_root: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if self.root {
+            mode_for_root
+        } else {
+            let meta = std::fs::metadata(path).expect("stat the path");
+            meta.permissions().mode() & 0o555
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .expect("chmod the path");
+    }
+
+    /// Gives this user write access back (a no-op when root).
+    pub fn allow(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if !self.root {
+            let meta = std::fs::metadata(path).expect("stat the path");
+            let mode = meta.permissions().mode() | 0o200;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .expect("chmod the path");
+        }
+    }
+
+    /// The CLI as the reader: `livesettings --db DB ARGS…`.
+    pub fn command(&self, db: &Path, args: &[&str]) -> Command {
+        let mut command = if self.root {
+            let mut command = Command::new("setpriv");
+            command.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                cli_path(),
+            ]);
+            command
+        } else {
+            Command::new(cli_path())
+        };
+        command
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    pub fn cli(&self, db: &Path, args: &[&str]) -> Output {
+        self.command(db, args)
+            .output()
+            .expect("run the livesettings binary as the reader")
+    }
+}
+
+/// Every entry of a folder with its owner, size, mode and contents' hash:
+/// equal before and after means nothing was created, written or chowned.
+pub fn folder_state(dir: &Path) -> BTreeMap<String, (u32, u64, u32, u64)> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut state = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("list the folder") {
+        let entry = entry.expect("a folder entry");
+        let meta = entry.metadata().expect("stat an entry");
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        if meta.is_file() {
+            std::fs::read(entry.path())
+                .expect("read an entry")
+                .hash(&mut hasher);
+        }
+        state.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            (meta.uid(), meta.len(), meta.mode(), hasher.finish()),
+        );
+    }
+    state
+}

@@ -37,6 +37,10 @@ pub enum Command {
     Init {
         #[command(flatten)]
         seed: Seed,
+        /// Add the livesettings tables to an existing SQLite database of
+        /// another application (refused without it)
+        #[arg(long)]
+        adopt: bool,
     },
     /// Print the JSON value of KEY, or the section below it as nested JSON
     Get {

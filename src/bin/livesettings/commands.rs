@@ -34,8 +34,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         let _ = ENV_PREFIX.set(prefix.clone());
     }
     match cli.command {
-        Command::Init { seed } => {
-            let store = open(&path, WatchMode::Off)?;
+        Command::Init { seed, adopt } => {
+            let mut options = options(WatchMode::Off);
+            if adopt {
+                options = options.adopt_foreign();
+            }
+            let store = options.open(&path)?;
             seed_defaults(&store, &seed)?;
             out(&format!(
                 "{} keys in {}",
@@ -46,7 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Get { key } => {
             livesettings::validate_prefix(&key)?;
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             match store.subtree(&key)? {
                 Some(value) => out(&pretty(&value))?,
                 None => {
@@ -140,7 +144,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Export { prefix, layers } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             if layers {
                 let mut listed = serde_json::Map::new();
                 for (key, value, layer) in store.provenance(&prefix)? {
@@ -213,7 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Explain { key } => {
             livesettings::validate_key(&key)?;
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let explained = store.explain(&key)?;
             let last = explained.last_change.as_ref().map(|entry| {
                 serde_json::json!({"seq": entry.seq, "at": entry.at, "origin": entry.origin})
@@ -241,7 +245,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             prefix,
             json,
         } => {
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let entries = if prefix {
                 store.history_prefix(&key, limit)?
             } else {
@@ -303,7 +307,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             out(&deleted.to_string())?;
         }
         Command::Check { schema } => {
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let Some(rules) = load_rules(&path, &schema)? else {
                 out(&format!(
                     "no schemas registered (give --schema FILE, set SETTINGS_SCHEMA_PATH, or put {} beside the database)",
@@ -332,7 +336,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             ))?;
         }
         Command::Stats { json } => {
-            let store = open_existing(&path)?;
+            let store = open_read_only(&path)?;
             let stats = stats::read(&store)?;
             store.close()?;
             if json {
@@ -355,9 +359,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens an existing database for a command that only reads: a typo in
-/// `--db` must not create an empty database.
-fn open_existing(path: &Path) -> Result<Store, Error> {
+/// Opens an existing database for a command that only reads (`get`,
+/// `export`, `history`, `check`, `stats`): read-only, so it never writes
+/// anything into or beside the file (no schema, no `-wal`/`-shm` owned by
+/// whoever ran it), and a typo in `--db` creates nothing.
+fn open_read_only(path: &Path) -> Result<Store, Error> {
     if !path.exists() {
         return Err(Error::Io {
             context: format!(
@@ -367,7 +373,7 @@ fn open_existing(path: &Path) -> Result<Store, Error> {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    open(path, WatchMode::Off)
+    options(WatchMode::Off).read_only().open(path)
 }
 
 /// Opens the database for a writing command, with the rules file's rules
@@ -383,14 +389,23 @@ fn open_for_writing(path: &Path, schema: &SchemaArg) -> Result<Store, Error> {
     Ok(store)
 }
 
+/// Opens the database for a command that writes (or `watch`), creating it
+/// when missing. A zero-length file is set up: it holds nothing to lose.
+/// Another application's SQLite file is refused (`init --adopt` takes it).
 fn open(path: &Path, watch: WatchMode) -> Result<Store, Error> {
-    let mut options = Options::new()
+    options(watch).open(path)
+}
+
+/// The CLI's options; the commands that read effective values get the
+/// environment overrides of `--env-prefix`.
+fn options(watch: WatchMode) -> Options {
+    let options = Options::new()
         .with_origin("livesettings-cli")
         .with_watch(watch);
-    if let Some(prefix) = ENV_PREFIX.get() {
-        options = options.with_env_prefix(prefix.as_str());
+    match ENV_PREFIX.get() {
+        Some(prefix) => options.with_env_prefix(prefix.as_str()),
+        None => options,
     }
-    options.open(path)
 }
 
 fn layer_name(layer: &livesettings::Layer) -> &'static str {

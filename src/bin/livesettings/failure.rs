@@ -14,8 +14,9 @@ const CLOSED_PIPE: u8 = 141;
 #[derive(Debug)]
 pub enum Failure {
     /// An error from the library: exit 2, except a seq that is not in the
-    /// change log (a missing target, like [`Failure::Missing`]) and a write
-    /// a rule refused: exit 1.
+    /// change log, a file that is not a livesettings database (a missing
+    /// or refused target, like [`Failure::Missing`]) and a write a rule
+    /// refused: exit 1.
     Error(Error),
     /// The command's target is not there, or there was nothing to do: the
     /// message, exit 1.
@@ -39,7 +40,11 @@ impl Failure {
     /// Reports the failure on stderr and returns the exit status.
     pub fn report(self) -> ExitCode {
         match self {
-            Failure::Error(error @ (Error::UnknownSeq { .. } | Error::Rejected { .. })) => {
+            Failure::Error(
+                error @ (Error::UnknownSeq { .. }
+                | Error::NotLivesettings { .. }
+                | Error::Rejected { .. }),
+            ) => {
                 note(&format!("livesettings: {error}"));
                 ExitCode::from(1)
             }

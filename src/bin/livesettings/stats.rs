@@ -5,7 +5,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use livesettings::{Error, Store};
-use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 
 /// The database's figures.
@@ -26,7 +25,7 @@ pub struct DbStats {
 }
 
 /// Reads the figures: keys and seq from the store, the change log's extent
-/// and the schema version with one read-only connection, sizes and mode from
+/// and the schema version in one read transaction of the store, sizes and mode from
 /// the file system.
 pub fn read(store: &Store) -> Result<DbStats, Error> {
     let path = store.path().to_owned();
@@ -35,7 +34,7 @@ pub fn read(store: &Store) -> Result<DbStats, Error> {
         .history_prefix("", 1)?
         .last()
         .map_or(0, |entry| entry.seq);
-    let (log_rows, oldest_seq, schema_version) = read_log_extent(&path)?;
+    let (log_rows, oldest_seq, schema_version) = read_log_extent(store)?;
     let metadata = std::fs::metadata(&path).map_err(|source| Error::Io {
         context: format!("cannot read the metadata of {}", path.display()),
         source,
@@ -54,34 +53,30 @@ pub fn read(store: &Store) -> Result<DbStats, Error> {
     })
 }
 
-/// The change log's row count and oldest seq, and the stored schema version.
-fn read_log_extent(path: &Path) -> Result<(i64, Option<i64>, Option<u32>), Error> {
-    let sqlite = |context: &str| {
-        let context = format!("{context} ({})", path.display());
-        move |source| Error::Sqlite { context, source }
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite("cannot open the database read-only"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sqlite("cannot set a busy timeout"))?;
-    // One read transaction: the count and the minimum agree.
-    let (rows, oldest): (i64, Option<i64>) = conn
-        .query_row("SELECT count(*), min(seq) FROM settings_log", [], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .map_err(sqlite("cannot read the change log"))?;
-    let version: Option<String> = conn
-        .query_row(
-            "SELECT max(value) FROM livesettings_meta WHERE name = 'schema_version'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(sqlite("cannot read the schema version"))?;
-    let version = version.and_then(|text| text.trim().parse().ok());
-    Ok((rows, oldest, version))
+/// The change log's row count and oldest seq, and the stored schema version,
+/// read in one transaction on the store's own read connection (a second
+/// connection could create `-wal`/`-shm` that a read-only store avoids).
+fn read_log_extent(store: &Store) -> Result<(i64, Option<i64>, Option<u32>), Error> {
+    store.query(|tx| {
+        let sqlite = |context: &str| {
+            let context = format!("{context} ({})", store.path().display());
+            move |source| Error::Sqlite { context, source }
+        };
+        let (rows, oldest): (i64, Option<i64>) = tx
+            .query_row("SELECT count(*), min(seq) FROM settings_log", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(sqlite("cannot read the change log"))?;
+        let version: Option<String> = tx
+            .query_row(
+                "SELECT max(value) FROM livesettings_meta WHERE name = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sqlite("cannot read the schema version"))?;
+        let version = version.and_then(|text| text.trim().parse().ok());
+        Ok((rows, oldest, version))
+    })
 }
 
 fn side_file(path: &Path, suffix: &str) -> PathBuf {
