@@ -231,7 +231,7 @@ fn read_only_store_writes_nothing_refuses_writes_and_follows_other_processes() {
     let before = folder_state(db.dir.path());
     let store = Options::new()
         .read_only()
-        .with_defaults(json!({"new": {"key": 1}}))
+        .with_seed(json!({"new": {"key": 1}}))
         .with_retention(Retention {
             keep_last: Some(0),
             max_age: None,
@@ -354,7 +354,10 @@ fn read_only_store_does_not_migrate_or_switch_journal_mode() {
     assert_eq!(folder_state(db.dir.path()), before);
     sqlite3(
         &db.path,
-        "UPDATE livesettings_meta SET value = '2' WHERE name = 'schema_version';",
+        &format!(
+            "UPDATE livesettings_meta SET value = '{}' WHERE name = 'schema_version';",
+            livesettings::SCHEMA_VERSION
+        ),
     );
     let before = folder_state(db.dir.path());
     let store = Options::new()

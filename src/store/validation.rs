@@ -24,7 +24,7 @@ impl Store {
     /// say so until a write makes the section valid.
     ///
     /// # Errors
-    /// [`Error::InvalidKey`] for a malformed prefix, or an error reading the
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey) for a malformed prefix, or an error reading the
     /// change log.
     ///
     /// ```
