@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::formats::Format;
+
 /// Hot-reloadable application settings stored in SQLite.
 #[derive(Parser, Debug)]
 #[command(name = "livesettings", version, about)]
@@ -68,18 +70,24 @@ pub enum Command {
         #[command(flatten)]
         schema: SchemaArg,
     },
-    /// Merge a nested JSON document (a file, or - for stdin) into the settings
+    /// Merge a nested JSON, TOML or YAML document (a file, or - for stdin)
+    /// into the settings
     Import {
-        /// The JSON file, or - for standard input
+        /// The file (its format by its extension: .json, .toml, .yaml,
+        /// .yml), or - for standard input
         file: PathBuf,
         /// The document is the section below PREFIX (what `export PREFIX`
         /// prints)
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
+        /// The file's format [default: by its extension, else json]
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         #[command(flatten)]
         schema: SchemaArg,
     },
-    /// Print the settings (or the section below PREFIX) as nested JSON
+    /// Print the settings (or the section below PREFIX) as nested JSON,
+    /// TOML or YAML
     Export {
         /// A section prefix; everything when omitted
         prefix: Option<String>,
@@ -87,6 +95,12 @@ pub enum Command {
         /// (env, database, default) instead of the nested tree
         #[arg(long)]
         layers: bool,
+        /// The format [default: by the extension of --output, else json]
+        #[arg(long, value_enum, conflicts_with = "layers")]
+        format: Option<Format>,
+        /// Write to FILE instead of standard output
+        #[arg(long, short, value_name = "FILE", conflicts_with = "layers")]
+        output: Option<PathBuf>,
     },
     /// Print every change as it is applied, until interrupted (Ctrl-C)
     Watch {

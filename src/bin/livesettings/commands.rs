@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::args::{Cli, Command, SchemaArg, Seed};
 use crate::failure::{Failure, note, out, out_committed};
+use crate::formats::Format;
 use crate::output;
 use crate::stats;
 
@@ -122,11 +123,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Import {
             file,
             prefix,
+            format,
             schema,
         } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
-            let mut document = read_document(&file)?;
+            let mut document = read_document(&file, format, &prefix)?;
             if !prefix.is_empty() {
                 // `export PREFIX` prints the section below PREFIX (or the
                 // value of the key PREFIX): put it back in its place.
@@ -141,7 +143,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 commit.changes, commit.seq
             ));
         }
-        Command::Export { prefix, layers } => {
+        Command::Export {
+            prefix,
+            layers,
+            format,
+            output,
+        } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
             let store = open_read_only(&path)?;
@@ -175,7 +182,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     )));
                 }
             };
-            out(&pretty(&tree))?;
+            // `-o -` is standard output, as `import -` is standard input.
+            let output = output.filter(|file| file.as_os_str() != "-");
+            let text = Format::choose(format, output.as_deref()).render(&prefix, &tree)?;
+            match output {
+                Some(file) => write_document(&file, &text)?,
+                None => out(&text)?,
+            }
         }
         Command::Watch {
             prefix,
@@ -459,7 +472,11 @@ fn seed_defaults(store: &Store, seed: &Seed) -> Result<(), Error> {
     } else {
         None
     };
-    let file = seed.defaults.as_deref().map(read_document).transpose()?;
+    let file = seed
+        .defaults
+        .as_deref()
+        .map(|file| read_document(file, None, ""))
+        .transpose()?;
     for document in demo.iter().chain(file.iter()) {
         let commit = store.set_defaults(document)?;
         if commit.changes > 0 {
@@ -469,8 +486,10 @@ fn seed_defaults(store: &Store, seed: &Seed) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads a JSON document from a file or `-` (stdin).
-fn read_document(file: &Path) -> Result<Value, Error> {
+/// Reads a document from a file or `-` (stdin), in `format` or else the
+/// one its extension names (JSON by default), as the settings at or below
+/// `base`.
+fn read_document(file: &Path, format: Option<Format>, base: &str) -> Result<Value, Error> {
     let name = file.display().to_string();
     let mut bytes = Vec::new();
     let read = if name == "-" {
@@ -489,13 +508,25 @@ fn read_document(file: &Path) -> Result<Value, Error> {
             error.utf8_error().valid_up_to()
         ),
     })?;
-    livesettings::parse_json_value("", &text).map_err(|error| match error {
-        Error::Json { source, .. } => Error::Json {
-            context: format!("{name} is not valid JSON"),
-            source,
-        },
-        other => other,
-    })
+    let format = Format::choose(format, (name != "-").then_some(file));
+    format.parse(&name, base, &text)
+}
+
+/// Writes an exported document to `file`, whole or not at all: into a
+/// temporary file beside it, renamed over it once written.
+fn write_document(file: &Path, text: &str) -> Result<(), Error> {
+    let mut temporary = file.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    std::fs::write(&temporary, format!("{text}\n"))
+        .and_then(|()| std::fs::rename(&temporary, file))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&temporary);
+            Error::Io {
+                context: format!("cannot write {}", file.display()),
+                source,
+            }
+        })
 }
 
 /// The rules file: --schema, else $SETTINGS_SCHEMA_PATH, else
