@@ -13,7 +13,7 @@
 //!   the snapshot-apply step (`bench_internals::apply_change`): both of its maps (ordered + hash index).
 //!   Baseline (`snapshot_apply_std_hashmap`): a `std::collections::HashMap`
 //!   clone + insert, the copy-on-write a non-persistent snapshot needs.
-//! - `merge_json`: the whole VisionFlow fixture (435 leaves) merged into a
+//! - `merge`: the whole VisionFlow fixture (435 leaves) merged into a
 //!   store holding it, alternating between two versions that differ in
 //!   every leaf (435 changes per commit), and the same document again (no
 //!   change).
@@ -169,8 +169,8 @@ fn snapshot_apply(c: &mut Criterion) {
     group.finish();
 }
 
-fn merge_json(c: &mut Criterion) {
-    let mut group = c.benchmark_group("merge_json");
+fn merge(c: &mut Criterion) {
+    let mut group = c.benchmark_group("merge");
     configure(&mut group);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("settings.db");
@@ -183,20 +183,18 @@ fn merge_json(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("fixture_all_changed", leaves.len()), |b| {
         b.iter(|| {
             flip = !flip;
-            let commit = store
-                .merge_json(if flip { &other } else { &fixture })
-                .unwrap();
+            let commit = store.merge(if flip { &other } else { &fixture }).unwrap();
             debug_assert_eq!(commit.changes, leaves.len());
             commit
         });
     });
-    store.merge_json(&fixture).unwrap();
+    store.merge(&fixture).unwrap();
     group.bench_function(BenchmarkId::new("fixture_unchanged", leaves.len()), |b| {
-        b.iter(|| store.merge_json(&fixture).unwrap());
+        b.iter(|| store.merge(&fixture).unwrap());
     });
     group.finish();
     store.close().expect("close");
 }
 
-criterion_group!(benches, set, snapshot_apply, merge_json);
+criterion_group!(benches, set, snapshot_apply, merge);
 criterion_main!(benches);

@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .open(&path)?,
     );
     // A bad edit (by anyone) never reaches the simulation.
-    store.validate_section::<Physics>("physics", |physics| {
+    store.add_validator::<Physics>("physics", |physics| {
         if (0.0..=1.0).contains(&physics.damping) {
             Ok(())
         } else {
@@ -104,7 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // This process writes too: one commit of two keys, then a refused one.
-    store.merge_json(&serde_json::json!({"physics": {"damping": 0.7, "springK": 0.2}}))?;
+    store.merge(&serde_json::json!({"physics": {"damping": 0.7, "springK": 0.2}}))?;
     if let Err(error) = store.set("physics.damping", &5.0) {
         println!("refused locally: {error}");
     }

@@ -171,7 +171,7 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A JSON document given to `import` / `merge_json` could not be parsed.
+    /// A JSON document given to `import` / `merge` could not be parsed.
     Json {
         /// Where the document came from.
         context: String,

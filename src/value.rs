@@ -21,7 +21,7 @@ pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// has 3; a value's depth is that of its deepest member. Values of at most
 /// `MAX_VALUE_DEPTH` (64) levels are accepted, deeper ones refused with
 /// [`Error::InvalidValue`]: by [`Store::set`](crate::Store::set), by
-/// [`Store::merge_json`](crate::Store::merge_json) (where the objects of the
+/// [`Store::merge`](crate::Store::merge) (where the objects of the
 /// document above a leaf are sections, not levels of the leaf) and when a
 /// value written to the database by another program is read back.
 pub const MAX_VALUE_DEPTH: usize = 64;
@@ -212,7 +212,7 @@ pub(crate) fn parse_stored_text(key: &str, text: &str) -> Result<Value> {
 }
 
 /// Parses JSON text given by a user — one value, or a document of settings
-/// for [`Store::merge_json`](crate::Store::merge_json) — refusing integers
+/// for [`Store::merge`](crate::Store::merge) — refusing integers
 /// that would be rounded.
 ///
 /// `serde_json` reads an integer literal beyond the range of `i64` and `u64`

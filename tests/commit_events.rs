@@ -33,7 +33,7 @@ fn commits_are_never_split_nor_merged_across_sources_under_concurrent_writers() 
         thread::spawn(move || {
             for value in 1..=LOCAL_COMMITS {
                 store
-                    .merge_json(&json!({"l": {"a": value, "b": value}}))
+                    .merge(&json!({"l": {"a": value, "b": value}}))
                     .expect("a local commit");
             }
         })
@@ -127,7 +127,7 @@ fn a_commit_subscriber_gets_only_its_prefix_and_typed_live_values_move_once_per_
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"range": {"min": 0, "max": 1}, "other": 0}))
+        .merge(&json!({"range": {"min": 0, "max": 1}, "other": 0}))
         .unwrap();
     #[derive(serde::Deserialize)]
     struct Range {

@@ -256,19 +256,17 @@ fn is_change_of(line: &Value, key: &str) -> bool {
 fn two_validators_on_one_prefix_both_keep_an_invalid_foreign_value_out() {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
-    store
-        .merge_json(&json!({"sec": {"x": 1, "y": true}}))
-        .unwrap();
+    store.merge(&json!({"sec": {"x": 1, "y": true}})).unwrap();
     // The first one registered is the one the foreign write breaks; the
     // second one accepts it.
     store
-        .validate_json("sec", |section| match section["x"].as_i64() {
+        .add_json_validator("sec", |section| match section["x"].as_i64() {
             Some(x) if x <= 5 => Ok(()),
             _ => Err("x must be an integer <= 5".to_owned()),
         })
         .unwrap();
     store
-        .validate_json("sec", |section| {
+        .add_json_validator("sec", |section| {
             if section["y"].is_boolean() {
                 Ok(())
             } else {
@@ -425,11 +423,11 @@ fn a_validator_registered_during_a_watcher_pass_keeps_that_pass_invalid_value_ou
     for i in 0..SECTIONS {
         tree.insert(format!("s{i}"), json!({"v": 1}));
     }
-    store.merge_json(&Value::Object(tree)).unwrap();
+    store.merge(&Value::Object(tree)).unwrap();
     // Every pass touches `slow`, whose validator takes a while: it widens
     // the time a pass spends between reading its rows and publishing them.
     store
-        .validate_json("slow", |_| {
+        .add_json_validator("slow", |_| {
             std::thread::sleep(Duration::from_millis(3));
             Ok(())
         })
@@ -470,9 +468,11 @@ fn a_validator_registered_during_a_watcher_pass_keeps_that_pass_invalid_value_ou
         });
         loop {
             let seq = store.snapshot().seq();
-            match store.validate_json(&format!("s{i}"), |section| match section["v"].as_i64() {
-                Some(v) if v >= 0 => Ok(()),
-                _ => Err("v must be >= 0".to_owned()),
+            match store.add_json_validator(&format!("s{i}"), |section| {
+                match section["v"].as_i64() {
+                    Some(v) if v >= 0 => Ok(()),
+                    _ => Err("v must be >= 0".to_owned()),
+                }
             }) {
                 Ok(()) => break,
                 // The snapshot holds the loop's invalid value right now:
@@ -527,18 +527,18 @@ fn a_pending_section_is_reread_in_the_pass_transaction_so_snapshots_and_events_m
             .unwrap(),
     );
     store
-        .merge_json(&json!({"a": {"tick": 0}, "sec": {"x": 0, "ok": true}}))
+        .merge(&json!({"a": {"tick": 0}, "sec": {"x": 0, "ok": true}}))
         .unwrap();
     // Registered first and touched by every commit: a slow validator, so
     // commits land while a pass runs.
     store
-        .validate_json("a", |_| {
+        .add_json_validator("a", |_| {
             std::thread::sleep(Duration::from_millis(3));
             Ok(())
         })
         .unwrap();
     store
-        .validate_json("sec", |section| {
+        .add_json_validator("sec", |section| {
             if section["ok"] == json!(true) {
                 Ok(())
             } else {
@@ -547,8 +547,8 @@ fn a_pending_section_is_reread_in_the_pass_transaction_so_snapshots_and_events_m
         })
         .unwrap();
     let start = store.snapshot().seq();
-    let Resumed::Replayed(events) = store.subscribe_from("", start).unwrap() else {
-        panic!("subscribe_from the current seq replays")
+    let Resumed::Replayed(events) = store.subscribe_after("", start).unwrap() else {
+        panic!("subscribe_after the current seq replays")
     };
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -675,7 +675,7 @@ fn local_writes_racing_watcher_passes_are_reported_as_local() {
         tree["t0"][format!("k{k}")] = json!(0);
         tree["t1"][format!("k{k}")] = json!(0);
     }
-    store.merge_json(&tree).unwrap();
+    store.merge(&tree).unwrap();
     let events = store.subscribe("").unwrap();
 
     let foreign = PythonLoop::start(&db.path, "foreign_loop.py", FOREIGN_IN_A_LOOP);
@@ -731,7 +731,7 @@ fn local_writes_racing_watcher_passes_are_reported_as_local() {
 }
 
 // ---------------------------------------------------------------------------
-// 5. subscribe_from a seq the store has not applied yet
+// 5. subscribe_after a seq the store has not applied yet
 
 #[test]
 fn subscribe_from_a_seq_the_store_has_not_applied_delivers_nothing_at_or_before_it() {
@@ -743,10 +743,10 @@ fn subscribe_from_a_seq_the_store_has_not_applied_delivers_nothing_at_or_before_
     let second: i64 = cli_set(&db, "a.y", "2");
     assert!(store.snapshot().seq() < first && first < second);
 
-    let Resumed::Replayed(from_first) = store.subscribe_from("", first).unwrap() else {
+    let Resumed::Replayed(from_first) = store.subscribe_after("", first).unwrap() else {
         panic!("nothing was pruned")
     };
-    let Resumed::Replayed(from_second) = store.subscribe_from("", second).unwrap() else {
+    let Resumed::Replayed(from_second) = store.subscribe_after("", second).unwrap() else {
         panic!("nothing was pruned")
     };
     let commit = store.set("b.y", &1).unwrap();
@@ -781,10 +781,10 @@ fn subscribe_from_beyond_the_newest_seq_is_unknown() {
     let newest: i64 = cli_set(&db, "a.x", "1");
     assert_eq!(newest, newest_logged_seq(&db.path));
     assert!(matches!(
-        store.subscribe_from("", newest),
+        store.subscribe_after("", newest),
         Ok(Resumed::Replayed(_))
     ));
-    match store.subscribe_from("", newest + 1) {
+    match store.subscribe_after("", newest + 1) {
         Err(Error::UnknownSeq { seq, .. }) => assert_eq!(seq, newest + 1),
         other => panic!("expected UnknownSeq for seq {}, got {other:?}", newest + 1),
     }
@@ -986,9 +986,12 @@ fn store_methods_called_inside_a_write_closure_are_refused_as_reentrant() {
                 let results: Vec<(&'static str, Option<Error>)> = vec![
                     ("set", store.set("a.x", &2).err()),
                     ("history", store.history("a.x", 10).err()),
-                    ("subscribe_from", store.subscribe_from("", 0).err()),
+                    ("subscribe_after", store.subscribe_after("", 0).err()),
                     ("live", store.live::<Value>("a").err()),
-                    ("validate_json", store.validate_json("a", |_| Ok(())).err()),
+                    (
+                        "add_json_validator",
+                        store.add_json_validator("a", |_| Ok(())).err(),
+                    ),
                     ("wait_for_seq", store.wait_for_seq(next_seq, TIMEOUT).err()),
                     ("write", store.write(|_| Ok(())).err()),
                 ];

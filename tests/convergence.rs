@@ -126,9 +126,9 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             for (key, value) in pairs {
                 doc.insert(key.clone(), json!(value));
             }
-            local_ok(op, store.merge_json(&Value::Object(doc)))
+            local_ok(op, store.merge(&Value::Object(doc)))
         }
-        Op::UnsetPrefix(prefix) => local_ok(op, store.unset_prefix(prefix)),
+        Op::UnsetPrefix(prefix) => local_ok(op, store.unset_section(prefix)),
         Op::RawSql(key, value) => local_ok(
             op,
             store.write(|tx| {

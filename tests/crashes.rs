@@ -50,8 +50,8 @@ fn a_writer_killed_at_random_points_loses_nothing_it_reported() {
     for i in 0..KEYS {
         seed[format!("crash.k{i}")] = json!(0);
     }
-    // flat keys with dots: merge_json splits them into sections.
-    watched.merge_json(&seed).unwrap();
+    // flat keys with dots: merge splits them into sections.
+    watched.merge(&seed).unwrap();
 
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -28,7 +28,7 @@ fn a_lock_held_past_the_busy_timeout_is_busy_then_a_retry_succeeds() {
         .with_busy_timeout(Duration::from_millis(200))
         .open(&db.path)
         .unwrap();
-    store.merge_json(&json!({"a": {"x": 1, "y": 1}})).unwrap();
+    store.merge(&json!({"a": {"x": 1, "y": 1}})).unwrap();
     let before_db = db_contents(&db.path);
     let before_snap = store_map(&store);
 
@@ -56,7 +56,7 @@ print("released", flush=True)
     assert_eq!(line.trim(), "locked");
 
     let started = Instant::now();
-    let result = store.merge_json(&json!({"a": {"x": 2, "y": 2}, "b": 3}));
+    let result = store.merge(&json!({"a": {"x": 2, "y": 2}, "b": 3}));
     let waited = started.elapsed();
     match &result {
         Err(Error::Busy { path }) => assert_eq!(path, &db.path),
@@ -84,7 +84,7 @@ print("released", flush=True)
     assert_eq!(db_contents(&db.path), before_db, "half-written to the db");
 
     store
-        .merge_json(&json!({"a": {"x": 2, "y": 2}, "b": 3}))
+        .merge(&json!({"a": {"x": 2, "y": 2}, "b": 3}))
         .unwrap();
     assert_eq!(store.get::<i64>("a.y").unwrap(), Some(2));
     assert_eq!(store_map(&store), db_contents(&db.path));
@@ -115,7 +115,7 @@ fn a_full_disk_fails_the_write_and_keeps_the_previous_values() {
         .with_watch(WatchMode::Off)
         .open(&db.path)
         .unwrap();
-    store.merge_json(&json!({"k": {"a": 1, "b": "x"}})).unwrap();
+    store.merge(&json!({"k": {"a": 1, "b": "x"}})).unwrap();
     let (pages, default_max) = page_counts(&store);
     store
         .write(|tx| {
@@ -138,7 +138,7 @@ fn a_full_disk_fails_the_write_and_keeps_the_previous_values() {
     }
     doc.insert("k".into(), json!({"a": 2}));
     let doc = serde_json::Value::Object(doc);
-    let error = store.merge_json(&doc).unwrap_err();
+    let error = store.merge(&doc).unwrap_err();
     let message = error.to_string();
     assert!(
         message.contains("full"),
@@ -160,7 +160,7 @@ fn a_full_disk_fails_the_write_and_keeps_the_previous_values() {
             Ok(())
         })
         .unwrap();
-    store.merge_json(&doc).unwrap();
+    store.merge(&doc).unwrap();
     assert_eq!(store.get::<i64>("k.a").unwrap(), Some(2));
     assert_eq!(store_map(&store), db_contents(&db.path));
 }
@@ -236,9 +236,7 @@ fn a_file_corrupted_while_open_keeps_the_last_good_snapshot() {
         })
         .open(&db.path)
         .unwrap();
-    store
-        .merge_json(&json!({"a": {"x": 1, "y": "two"}}))
-        .unwrap();
+    store.merge(&json!({"a": {"x": 1, "y": "two"}})).unwrap();
     let good = store_map(&store);
     // Checkpoint so the data lives in the main file, then overwrite it in
     // place (same inode), leaving the header intact except for the pages.
@@ -332,7 +330,7 @@ fn cli_as_unprivileged(args: &[&str], db: &std::path::Path) -> Option<std::proce
 fn a_read_only_file_or_folder_reads_but_refuses_writes() {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
-    store.merge_json(&json!({"a": {"x": 1}})).unwrap();
+    store.merge(&json!({"a": {"x": 1}})).unwrap();
     store.close().unwrap();
     let before = db_contents(&db.path);
     // The read-only connection above leaves root-owned 0600 side files
@@ -404,7 +402,7 @@ fn the_folder_deleted_under_a_running_store() {
         .open(&path)
         .unwrap();
     let events = store.subscribe("").unwrap();
-    store.merge_json(&json!({"a": {"x": 1, "y": 2}})).unwrap();
+    store.merge(&json!({"a": {"x": 1, "y": 2}})).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     wait_for_watcher_checks(&store, 3);
 
@@ -415,7 +413,7 @@ fn the_folder_deleted_under_a_running_store() {
         other => panic!("expected DatabaseMissing, got {other:?}"),
     }
     assert!(matches!(
-        store.merge_json(&json!({"b": 1})),
+        store.merge(&json!({"b": 1})),
         Err(Error::DatabaseMissing { .. })
     ));
     assert_eq!(store.get::<i64>("a.x").unwrap(), Some(1));
@@ -426,9 +424,7 @@ fn the_folder_deleted_under_a_running_store() {
             .with_watch(WatchMode::Off)
             .open(&path)
             .unwrap();
-        other
-            .merge_json(&json!({"a": {"x": 10}, "c": true}))
-            .unwrap();
+        other.merge(&json!({"a": {"x": 10}, "c": true})).unwrap();
         other.close().unwrap();
     }
     wait_converged(&store, "after the database came back");

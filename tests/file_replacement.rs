@@ -21,7 +21,7 @@ fn open_store(path: &std::path::Path) -> Store {
 fn seeded(db: &TempDb) -> Store {
     let store = open_store(&db.path);
     store
-        .merge_json(&json!({
+        .merge(&json!({
             "physics": {"damping": 0.6, "iterations": 100, "enabled": true},
             "render": {"title": "graph", "size": [80.0, 180.0]},
         }))

@@ -97,7 +97,7 @@ fn history_is_ordered_and_names_who_wrote() {
     // Another store reads the same history.
     assert_eq!(other.history("a.x", 100).unwrap(), history);
 
-    let prefix = store.history_prefix("a", 100).unwrap();
+    let prefix = store.section_history("a", 100).unwrap();
     assert_eq!(prefix.len(), 7, "{prefix:#?}");
     assert!(prefix.windows(2).all(|pair| pair[0].seq < pair[1].seq));
     let y = prefix.iter().find(|entry| entry.key == "a.y").unwrap();
@@ -105,8 +105,8 @@ fn history_is_ordered_and_names_who_wrote() {
         (y.seq, y.new.clone(), y.origin.as_str()),
         (cy.seq, Some(json!(true)), "api")
     );
-    assert!(store.history_prefix("b", 100).unwrap().is_empty());
-    assert_eq!(store.history_prefix("", 100).unwrap(), prefix);
+    assert!(store.section_history("b", 100).unwrap().is_empty());
+    assert_eq!(store.section_history("", 100).unwrap(), prefix);
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn revert_restores_the_previous_value_as_a_new_change() {
     let created = store.set("r.x", &1).unwrap();
     let changed = store.set("r.x", &2).unwrap();
     let unrelated = store.set("r.y", &"y").unwrap();
-    let before = store.history_prefix("r", 100).unwrap();
+    let before = store.section_history("r", 100).unwrap();
 
     let reverted = store.revert(changed.seq).unwrap();
     assert!(reverted.seq > unrelated.seq, "a new forward change");
@@ -125,7 +125,7 @@ fn revert_restores_the_previous_value_as_a_new_change() {
     assert_eq!(store.get::<i64>("r.x").unwrap(), Some(1));
     assert_eq!(db_value(&db.path, "r.x"), Some(json!(1)));
     assert_eq!(store.get::<String>("r.y").unwrap().as_deref(), Some("y"));
-    let after = store.history_prefix("r", 100).unwrap();
+    let after = store.section_history("r", 100).unwrap();
     assert_eq!(after.len(), before.len() + 1);
     assert_eq!(
         after[..before.len()],
@@ -192,7 +192,7 @@ fn revert_to_round_trips_the_fixture_settings() {
     let store = Options::new().with_origin("api").open(&db.path).unwrap();
     let events = store.subscribe("").unwrap();
     let fixture = fixture();
-    let loaded = store.merge_json(&fixture).unwrap();
+    let loaded = store.merge(&fixture).unwrap();
     let mark = loaded.seq;
     assert_eq!(store.subtree("").unwrap().as_ref(), Some(&fixture));
 
@@ -245,7 +245,7 @@ fn revert_to_round_trips_the_fixture_settings() {
     assert!(last_seq > mark);
     assert!(store.contains(&added[0]));
     assert_ne!(store.subtree("").unwrap().as_ref(), Some(&fixture));
-    let rows_before = store.history_prefix("", usize::MAX).unwrap();
+    let rows_before = store.section_history("", usize::MAX).unwrap();
 
     let reverted = store.revert_to(mark).unwrap();
     assert!(reverted.seq > last_seq, "a new forward change");
@@ -258,7 +258,7 @@ fn revert_to_round_trips_the_fixture_settings() {
         flat,
         "the database holds the fixture"
     );
-    let rows_after = store.history_prefix("", usize::MAX).unwrap();
+    let rows_after = store.section_history("", usize::MAX).unwrap();
     assert_eq!(rows_after.len(), rows_before.len() + reverted.changes);
     assert_eq!(rows_after[..rows_before.len()], rows_before[..]);
     assert!(
@@ -287,7 +287,7 @@ fn pruning_under_a_lagging_store_converges() {
         .open(&db.path)
         .unwrap();
     lagging
-        .merge_json(&json!({"lag": {"keep": 1, "gone": 2, "edit": 3}}))
+        .merge(&json!({"lag": {"keep": 1, "gone": 2, "edit": 3}}))
         .unwrap();
     let a_events = lagging.subscribe("").unwrap();
     // C watches all along.
@@ -303,14 +303,14 @@ fn pruning_under_a_lagging_store_converges() {
     let bulk: serde_json::Map<String, Value> =
         (0..1200).map(|i| (format!("k{i}"), json!(i))).collect();
     writer
-        .merge_json(&json!({ "bulk": Value::Object(bulk) }))
+        .merge(&json!({ "bulk": Value::Object(bulk) }))
         .unwrap();
     let last = writer.set("lag.final", &true).unwrap();
     let deleted = writer.prune(keep_last(5)).unwrap();
     assert!(deleted >= 1250, "deleted {deleted}");
     assert_eq!(log_rows(&db.path), 5);
     assert_eq!(
-        writer.history_prefix("", 100).unwrap().last().unwrap().seq,
+        writer.section_history("", 100).unwrap().last().unwrap().seq,
         last.seq,
         "pruning keeps the newest rows"
     );
@@ -397,7 +397,7 @@ fn subscribe_from_has_no_gap_and_no_duplicate_at_the_seam() {
         let (store, subscribed) = (Arc::clone(&store), Arc::clone(&subscribed));
         std::thread::spawn(move || {
             // (seq, value) of every write under `w`, and how many certainly
-            // happened after subscribe_from returned.
+            // happened after subscribe_after returned.
             let mut written = Vec::new();
             let mut live = 0;
             let mut i: i64 = 0;
@@ -424,7 +424,7 @@ fn subscribe_from_has_no_gap_and_no_duplicate_at_the_seam() {
         .map(|_| seqs_rx.recv_timeout(TIMEOUT).expect("the writer runs"))
         .collect();
     let s0 = early[10];
-    let resumed = store.subscribe_from("w", s0).unwrap();
+    let resumed = store.subscribe_after("w", s0).unwrap();
     subscribed.store(true, Ordering::SeqCst);
     let Resumed::Replayed(events) = resumed else {
         panic!("nothing was pruned: {resumed:?}");
@@ -483,7 +483,7 @@ fn subscribe_from_replays_values_and_sources_from_the_log() {
         event.as_change().is_some_and(|c| c.new == Some(json!(3)))
     });
 
-    let Resumed::Replayed(events) = store.subscribe_from("s", first.seq).unwrap() else {
+    let Resumed::Replayed(events) = store.subscribe_after("s", first.seq).unwrap() else {
         panic!("nothing was pruned");
     };
     let got: Vec<(i64, Option<Value>, Option<Value>, Source)> = events
@@ -511,7 +511,7 @@ fn subscribe_from_replays_values_and_sources_from_the_log() {
     assert_eq!(next.seq(), own.seq);
     assert_eq!(next.as_change().unwrap().new, Some(json!(4)));
     // From the current position: nothing to replay.
-    let Resumed::Replayed(empty) = store.subscribe_from("s", own.seq).unwrap() else {
+    let Resumed::Replayed(empty) = store.subscribe_after("s", own.seq).unwrap() else {
         panic!("nothing was pruned");
     };
     assert!(empty.is_empty());
@@ -577,7 +577,7 @@ fn replayed_events_match_the_live_ones() {
         let event = live.recv_timeout(TIMEOUT).expect("a live event");
         seen_live.push(event);
     }
-    let Resumed::Replayed(replay) = store.subscribe_from("m", start).unwrap() else {
+    let Resumed::Replayed(replay) = store.subscribe_after("m", start).unwrap() else {
         panic!("nothing was pruned");
     };
     let replayed: Vec<Event> = replay.try_iter().collect();
@@ -617,7 +617,7 @@ fn a_pruned_start_reports_compacted_and_offers_a_snapshot() {
     }
     store.set("other.x", &1).unwrap();
     store.prune(keep_last(5)).unwrap();
-    let kept = store.history_prefix("", 100).unwrap();
+    let kept = store.section_history("", 100).unwrap();
     assert_eq!(kept.len(), 5);
     let oldest_kept = kept[0].seq;
 
@@ -625,7 +625,7 @@ fn a_pruned_start_reports_compacted_and_offers_a_snapshot() {
         oldest,
         snapshot,
         events,
-    } = store.subscribe_from("c", first.seq).unwrap()
+    } = store.subscribe_after("c", first.seq).unwrap()
     else {
         panic!("the start was pruned");
     };
@@ -640,7 +640,7 @@ fn a_pruned_start_reports_compacted_and_offers_a_snapshot() {
     ];
     later.push(
         store
-            .merge_json(&json!({"c": {"k2": [1, 2]}, "other": {"y": 2}}))
+            .merge(&json!({"c": {"k2": [1, 2]}, "other": {"y": 2}}))
             .unwrap(),
     );
     later.push(store.set("c.k3", &false).unwrap());
@@ -671,15 +671,15 @@ fn a_pruned_start_reports_compacted_and_offers_a_snapshot() {
 
     // The boundary: resuming right before the oldest kept row replays it.
     assert!(matches!(
-        store.subscribe_from("c", oldest - 2).unwrap(),
+        store.subscribe_after("c", oldest - 2).unwrap(),
         Resumed::Compacted { .. }
     ));
-    let Resumed::Replayed(replay) = store.subscribe_from("", oldest - 1).unwrap() else {
+    let Resumed::Replayed(replay) = store.subscribe_after("", oldest - 1).unwrap() else {
         panic!("seq {} is still in the log", oldest);
     };
     let replayed: Vec<i64> = replay.try_iter().map(|event| event.seq()).collect();
     let logged: Vec<i64> = store
-        .history_prefix("", 100)
+        .section_history("", 100)
         .unwrap()
         .iter()
         .map(|entry| entry.seq)

@@ -23,7 +23,7 @@ fn seeded() -> (TempDb, Store) {
         .open(&db.path)
         .unwrap();
     store
-        .merge_json(&json!({"app": {"name": "demo", "physics": {"damping": 0.6}}, "x": 1}))
+        .merge(&json!({"app": {"name": "demo", "physics": {"damping": 0.6}}, "x": 1}))
         .unwrap();
     (db, store)
 }
@@ -89,13 +89,13 @@ fn hostile_keys_are_refused_and_change_nothing() {
         assert_invalid_key(store.set(&key, &1), &key, "set");
         assert_invalid_key(store.unset(&key), &key, "unset");
         if !key.is_empty() {
-            assert_invalid_key(store.unset_prefix(&key), &key, "unset_prefix");
+            assert_invalid_key(store.unset_section(&key), &key, "unset_section");
             assert_invalid_key(store.subscribe(&key), &key, "subscribe");
         }
         assert_invalid_key(store.history(&key, 10), &key, "history");
         let mut doc = Map::new();
         doc.insert(key.clone(), json!(1));
-        assert_invalid_key(store.merge_json(&Value::Object(doc)), &key, "merge_json");
+        assert_invalid_key(store.merge(&Value::Object(doc)), &key, "merge");
         // Reads of hostile keys are simply absent, never an error or a panic.
         assert_eq!(store.get_json(&key), None);
     }
@@ -166,9 +166,9 @@ fn values_nested_10000_deep_are_refused() {
     let mut doc = Map::new();
     doc.insert("deep".to_owned(), deep);
     let doc = Value::Object(doc);
-    match store.merge_json(&doc) {
+    match store.merge(&doc) {
         Err(Error::InvalidValue { reason, .. }) => assert!(reason.contains("deeper"), "{reason}"),
-        other => panic!("merge_json of a 10 000-deep array: {other:?}"),
+        other => panic!("merge of a 10 000-deep array: {other:?}"),
     }
     // `set` takes any Serialize; serializing a 10 000-deep Value recurses,
     // so run it on a thread with a stack large enough for serde itself and
@@ -201,9 +201,9 @@ fn values_nested_10000_deep_are_refused() {
         map.insert("a".to_owned(), nested);
         nested = Value::Object(map);
     }
-    match store.merge_json(&nested) {
+    match store.merge(&nested) {
         Err(Error::InvalidKey { reason, .. }) => assert!(reason.contains("at most"), "{reason}"),
-        other => panic!("merge_json of objects 10 000 deep: {other:?}"),
+        other => panic!("merge of objects 10 000 deep: {other:?}"),
     }
     drop_deep(nested);
 
@@ -235,9 +235,9 @@ fn strings_of_100_mb_are_refused() {
     }
     let doc = json!({"app": {"big": huge}});
     drop(huge);
-    match store.merge_json(&doc) {
+    match store.merge(&doc) {
         Err(Error::InvalidValue { reason, .. }) => assert!(reason.contains("at most"), "{reason}"),
-        other => panic!("merge_json of 100 MB: {:.200?}", other),
+        other => panic!("merge of 100 MB: {:.200?}", other),
     }
     drop(doc);
     assert_eq!(fingerprint(&db.path), before);
@@ -261,9 +261,9 @@ fn a_key_that_is_both_a_leaf_and_a_section_is_a_conflict() {
         // A valid part first: nothing of it may be written.
         json!({"aaa": 1, "app": {"name": {"deeper": true}}}),
     ] {
-        match store.merge_json(&doc) {
+        match store.merge(&doc) {
             Err(Error::Conflict { .. }) => {}
-            other => panic!("merge_json {doc}: expected Conflict, got {other:?}"),
+            other => panic!("merge {doc}: expected Conflict, got {other:?}"),
         }
     }
     assert!(matches!(store.set("x.y", &1), Err(Error::Conflict { .. })));
@@ -535,7 +535,7 @@ proptest! {
         }
     }
 
-    /// `merge_json` (what `import` runs) on arbitrary documents: never
+    /// `merge` (what `import` runs) on arbitrary documents: never
     /// panics; on success the database holds exactly the old contents plus
     /// the document's leaves; on error it is unchanged.
     #[test]
@@ -544,7 +544,7 @@ proptest! {
         let store = Options::new().with_watch(WatchMode::Off).open(&db.path).unwrap();
         for doc in docs {
             let before = db_contents(&db.path);
-            let result = store.merge_json(&doc);
+            let result = store.merge(&doc);
             let after = db_contents(&db.path);
             match result {
                 Ok(_) => {
@@ -584,7 +584,7 @@ proptest! {
     ]) {
         let db = TempDb::new();
         let store = Options::new().with_watch(WatchMode::Off).open(&db.path).unwrap();
-        store.merge_json(&json!({"keep": {"me": 1}})).unwrap();
+        store.merge(&json!({"keep": {"me": 1}})).unwrap();
         drop(store);
         let before = db_contents(&db.path);
         let file = db.sibling("doc.json");

@@ -189,7 +189,7 @@ fn a_rolled_back_write_leaves_nothing() {
 fn raw_sql_through_write_is_applied_granularly() {
     let (_db, store) = temp_store();
     store
-        .merge_json(&json!({"raw": {"a": 1, "b": 2, "c": 3}, "other": {"x": true}}))
+        .merge(&json!({"raw": {"a": 1, "b": 2, "c": 3}, "other": {"x": true}}))
         .unwrap();
     let events = store.subscribe("raw").unwrap();
     let commits_before = store.stats().local_commits;
@@ -352,7 +352,7 @@ fn a_rolled_back_savepoint_leaves_no_phantom() {
 fn a_bulk_delete_is_seen_key_by_key() {
     let (_db, store) = temp_store();
     let tree = json!({"bulk": {"a": 1, "b": [1, 2], "c": {"d": "x", "e": null}}, "z": false});
-    store.merge_json(&tree).unwrap();
+    store.merge(&tree).unwrap();
     let before = store.snapshot();
     let events = store.subscribe("").unwrap();
 
@@ -486,13 +486,11 @@ fn invalid_input_is_refused_and_nothing_is_written() {
 
     // A tree whose key is both a value and a section.
     let error = store
-        .merge_json(&json!({"ok": 1, "a": 1, "a.b": 2}))
+        .merge(&json!({"ok": 1, "a": 1, "a.b": 2}))
         .unwrap_err();
     assert!(matches!(error, Error::Conflict { .. }), "{error:?}");
     // A tree with one bad key among good ones.
-    let error = store
-        .merge_json(&json!({"ok": 1, "bad key": 2}))
-        .unwrap_err();
+    let error = store.merge(&json!({"ok": 1, "bad key": 2})).unwrap_err();
     assert!(matches!(error, Error::InvalidKey { .. }), "{error:?}");
     // A key under an existing value.
     let error = store.set("v.kept.below", &1).unwrap_err();
@@ -571,7 +569,7 @@ fn subscribers_get_each_key_once_per_commit_in_seq_order() {
     let mut everything = Vec::new();
     for round in 0..50 {
         let commit = store
-            .merge_json(&json!({"ord": {"a": round, "b": {"c": round}, "k": round + 100}}))
+            .merge(&json!({"ord": {"a": round, "b": {"c": round}, "k": round + 100}}))
             .unwrap();
         assert_eq!(commit.changes, 3);
         let received = changes(&all, 3);
@@ -586,7 +584,7 @@ fn subscribers_get_each_key_once_per_commit_in_seq_order() {
     let exact = store.subscribe("pf.a.y.z").unwrap();
     let unrelated = store.subscribe("elsewhere").unwrap();
     store
-        .merge_json(&json!({"pf": {"a": {"x": 1, "y": {"z": 2}}, "ab": 3, "a-b": 4, "b": 5}}))
+        .merge(&json!({"pf": {"a": {"x": 1, "y": {"z": 2}}, "ab": 3, "a-b": 4, "b": 5}}))
         .unwrap();
     let keys = |changes: Vec<Change>| changes.into_iter().map(|c| c.key).collect::<Vec<_>>();
     assert_eq!(keys(changes(&section, 2)), ["pf.a.x", "pf.a.y.z"]);
@@ -654,12 +652,12 @@ fn a_stalled_subscriber_does_not_block_the_writer() {
     assert_no_more(&stalled);
 }
 
-// 10. The VisionFlow fixture round-trips through merge_json / subtree.
+// 10. The VisionFlow fixture round-trips through merge / subtree.
 #[test]
 fn the_visionflow_fixture_round_trips() {
     let fixture = fixture();
     let (db, store) = temp_store();
-    let commit = store.merge_json(&fixture).unwrap();
+    let commit = store.merge(&fixture).unwrap();
     assert_eq!(commit.changes, 435);
     assert_eq!(store.stats().keys, 435);
     assert_eq!(store.subtree("").unwrap(), Some(fixture.clone()));
@@ -668,7 +666,7 @@ fn the_visionflow_fixture_round_trips() {
         Some(fixture["visualisation"]["graphs"]["logseq"]["physics"]["damping"].clone())
     );
     // Merging it again changes nothing.
-    assert_eq!(store.merge_json(&fixture).unwrap().changes, 0);
+    assert_eq!(store.merge(&fixture).unwrap().changes, 0);
     store.close().unwrap();
 
     // And a fresh store loads the same tree from the file.
@@ -688,7 +686,7 @@ fn a_live_section_follows_its_prefix_only() {
 
     let (_db, store) = temp_store();
     store
-        .merge_json(&json!({
+        .merge(&json!({
             "live": {"physics": {"damping": 0.5, "iterations": 10}},
             "other": {"x": 1}
         }))
@@ -744,16 +742,16 @@ fn a_live_section_follows_its_prefix_only() {
     assert!(live.last_error().is_none());
 }
 
-// 12. set_defaults inserts only missing keys; unset_prefix removes one
+// 12. seed inserts only missing keys; unset_section removes one
 // section only.
 #[test]
 fn defaults_fill_gaps_and_unset_prefix_removes_one_section() {
     let (_db, store) = temp_store();
-    store.merge_json(&json!({"d": {"kept": "mine"}})).unwrap();
+    store.merge(&json!({"d": {"kept": "mine"}})).unwrap();
     let events = store.subscribe("").unwrap();
 
     let commit = store
-        .set_defaults(&json!({"d": {"kept": "default", "added": 1, "deep": {"x": [1, 2]}}}))
+        .seed(&json!({"d": {"kept": "default", "added": 1, "deep": {"x": [1, 2]}}}))
         .unwrap();
     assert_eq!(commit.changes, 2);
     let received = changes(&events, 2);
@@ -769,7 +767,7 @@ fn defaults_fill_gaps_and_unset_prefix_removes_one_section() {
     // Defaults again: nothing missing, nothing written.
     assert_eq!(
         store
-            .set_defaults(&json!({"d": {"kept": 0, "added": 0}}))
+            .seed(&json!({"d": {"kept": 0, "added": 0}}))
             .unwrap()
             .changes,
         0
@@ -777,10 +775,10 @@ fn defaults_fill_gaps_and_unset_prefix_removes_one_section() {
     assert_no_more(&events);
 
     store
-        .merge_json(&json!({"a": {"b": {"c": 1, "d": {"e": 2}}, "bc": 3, "b-x": 4, "b_y": 5}}))
+        .merge(&json!({"a": {"b": {"c": 1, "d": {"e": 2}}, "bc": 3, "b-x": 4, "b_y": 5}}))
         .unwrap();
     changes(&events, 5);
-    let commit = store.unset_prefix("a.b").unwrap();
+    let commit = store.unset_section("a.b").unwrap();
     assert_eq!(commit.changes, 2);
     let received = changes(&events, 2);
     let keyed = by_key(&received);
@@ -792,7 +790,7 @@ fn defaults_fill_gaps_and_unset_prefix_removes_one_section() {
     assert_eq!(store.keys("a"), ["a.b-x", "a.b_y", "a.bc"]);
 
     // A prefix that is itself a key goes too; its neighbours stay.
-    store.unset_prefix("a.bc").unwrap();
+    store.unset_section("a.bc").unwrap();
     assert_eq!(store.keys("a"), ["a.b-x", "a.b_y"]);
     assert_eq!(changes(&events, 1)[0].key, "a.bc");
     assert_eq!(store.stats().full_reloads, 0);

@@ -1,7 +1,7 @@
 //! Random interleavings of every kind of writer against one store, checked
 //! against a model: local writes from several threads, foreign writes from
 //! a Python process, validators registered mid-flight, prunes, a copy of
-//! the file renamed over the path, and `subscribe_from` at random seqs.
+//! the file renamed over the path, and `subscribe_after` at random seqs.
 //!
 //! What must hold, whatever the interleaving:
 //! - every subscriber sees each key's changes in increasing seq order, and
@@ -103,7 +103,7 @@ fn run(rounds: &[Round]) {
             .expect("open"),
     );
     store
-        .merge_json(&json!({"guarded": {"f0": 0, "l0": 0}, "local": {"seed": 0}}))
+        .merge(&json!({"guarded": {"f0": 0, "l0": 0}, "local": {"seed": 0}}))
         .expect("seed");
     let mut subscriptions = vec![Subscription {
         name: "all".to_owned(),
@@ -184,7 +184,9 @@ fn run(rounds: &[Round]) {
         }
         if round.register_validator
             && !registered.load(Ordering::Acquire)
-            && store.validate_json("guarded", guarded_is_valid).is_ok()
+            && store
+                .add_json_validator("guarded", guarded_is_valid)
+                .is_ok()
         {
             registered.store(true, Ordering::Release);
         }
@@ -198,7 +200,7 @@ fn run(rounds: &[Round]) {
         }
         if let Some(behind) = round.resume_behind {
             let seq = (store.snapshot().seq() - i64::from(behind)).max(0);
-            let (after, events) = match store.subscribe_from("", seq).expect("subscribe_from") {
+            let (after, events) = match store.subscribe_after("", seq).expect("subscribe_after") {
                 Resumed::Replayed(events) => (seq, events),
                 Resumed::Compacted {
                     snapshot, events, ..

@@ -23,9 +23,9 @@ fn validated_section_events_keep_their_own_seq() {
         .with_watch(WatchMode::Off)
         .open(&db.path)
         .unwrap();
-    store.validate_json("a", |_| Ok(())).unwrap();
+    store.add_json_validator("a", |_| Ok(())).unwrap();
     let events = store.subscribe("").unwrap();
-    store.merge_json(&json!({"a": {"x": 1}, "b": 2})).unwrap();
+    store.merge(&json!({"a": {"x": 1}, "b": 2})).unwrap();
     let logged = store.history("a.x", 1).unwrap()[0].seq;
     let mut changes = Vec::new();
     while let Ok(Event::Change(change)) = events.try_recv() {
@@ -57,7 +57,7 @@ fn restoring_the_last_good_value_clears_the_rejection() {
     let store = Store::open(&db.path).unwrap();
     store.set("limits.max", &10).unwrap();
     store
-        .validate_json("limits", |section| match section["max"].as_i64() {
+        .add_json_validator("limits", |section| match section["max"].as_i64() {
             Some(max) if max <= 100 => Ok(()),
             _ => Err("max must be at most 100".to_owned()),
         })
@@ -157,9 +157,9 @@ fn a_non_text_value_in_the_log_does_not_wedge_the_store() {
 fn a_panicking_validator_does_not_kill_the_watcher() {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
-    store.merge_json(&json!({"a": {"n": 1}, "b": 1})).unwrap();
+    store.merge(&json!({"a": {"n": 1}, "b": 1})).unwrap();
     store
-        .validate_json("a", |section| {
+        .add_json_validator("a", |section| {
             let n = section["n"].as_i64().unwrap(); // panics on a non-integer
             if n >= 0 {
                 Ok(())
@@ -195,12 +195,12 @@ fn dropped_events_are_all_counted() {
     let events = store.subscribe("").unwrap();
     // 4 events into a channel of 2: 2 dropped.
     store
-        .merge_json(&json!({"k1": 1, "k2": 1, "k3": 1, "k4": 1}))
+        .merge(&json!({"k1": 1, "k2": 1, "k3": 1, "k4": 1}))
         .unwrap();
     assert_eq!(store.stats().events_dropped, 2);
     // The two that fit and the lag notice; nothing more until it is read.
     store
-        .merge_json(&json!({"k1": 2, "k2": 2, "k3": 2, "k4": 2, "k5": 2, "k6": 2}))
+        .merge(&json!({"k1": 2, "k2": 2, "k3": 2, "k4": 2, "k5": 2, "k6": 2}))
         .unwrap();
     assert_eq!(
         store.stats().events_dropped,

@@ -263,8 +263,8 @@ fn read_only_store_writes_nothing_refuses_writes_and_follows_other_processes() {
     };
     read_only(store.set("a.b", &2).map(drop));
     read_only(store.unset("a.b").map(drop));
-    read_only(store.merge_json(&json!({"z": 1})).map(drop));
-    read_only(store.set_defaults(&json!({"z": 1})).map(drop));
+    read_only(store.merge(&json!({"z": 1})).map(drop));
+    read_only(store.seed(&json!({"z": 1})).map(drop));
     read_only(store.write(|_| Ok(())));
     read_only(store.revert(1).map(drop));
     read_only(

@@ -49,7 +49,7 @@ fn a_key_below_a_leaf_written_by_the_shell_is_refused_by_the_database_and_nothin
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"p": {"damping": 0.6, "spring": 0.1}}))
+        .merge(&json!({"p": {"damping": 0.6, "spring": 0.1}}))
         .unwrap();
     let events = store.subscribe("p").unwrap();
     let before = fingerprint(&db.path);
@@ -88,7 +88,7 @@ fn a_key_below_a_leaf_stored_without_the_shape_trigger_is_refused_and_reads_keep
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"p": {"damping": 0.6, "spring": 0.1}}))
+        .merge(&json!({"p": {"damping": 0.6, "spring": 0.1}}))
         .unwrap();
     let events = store.subscribe("p").unwrap();
     sqlite3(

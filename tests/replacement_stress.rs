@@ -440,7 +440,7 @@ fn make_template(dir: &Path) -> PathBuf {
     let template = dir.join("template.db");
     let store = Store::open(&template).expect("open the template store");
     store
-        .merge_json(&json!({
+        .merge(&json!({
             "app": {"name": "stress", "threads": 4, "ratio": 0.5, "tags": ["a", "b"]},
             "deploy": {"round": -1},
         }))

@@ -38,7 +38,7 @@ fn db_with_a_bad_edit() -> TempDb {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"range": {"min": 0.0, "max": 1.0}, "other": {"x": 1}}))
+        .merge(&json!({"range": {"min": 0.0, "max": 1.0}, "other": {"x": 1}}))
         .unwrap();
     store.set("range.max", &2.0).unwrap();
     store.close().unwrap();
@@ -55,7 +55,7 @@ fn registering_over_a_bad_stored_section_serves_its_newest_good_logged_state() {
     let store = Store::open(&db.path).unwrap();
     let events = store.subscribe("").unwrap();
     store
-        .validate_section::<Range>("range", range_is_ordered)
+        .add_validator::<Range>("range", range_is_ordered)
         .expect("registering over a bad edit must not fail");
     assert_eq!(
         store.section::<Range>("range").unwrap(),
@@ -106,7 +106,7 @@ fn a_bad_section_with_no_good_logged_state_is_served_from_the_defaults_else_with
 
     let withheld = Store::open(&db.path).unwrap();
     withheld
-        .validate_section::<Range>("range", range_is_ordered)
+        .add_validator::<Range>("range", range_is_ordered)
         .unwrap();
     assert!(withheld.keys("range").is_empty(), "withheld");
     assert!(withheld.section::<Range>("range").is_err());
@@ -120,7 +120,7 @@ fn a_bad_section_with_no_good_logged_state_is_served_from_the_defaults_else_with
         .open(&db.path)
         .unwrap();
     defaulted
-        .validate_section::<Range>("range", range_is_ordered)
+        .add_validator::<Range>("range", range_is_ordered)
         .unwrap();
     assert_eq!(
         defaulted.section::<Range>("range").unwrap(),
@@ -145,7 +145,7 @@ fn a_pruned_log_falls_back_to_withholding_the_section() {
         })
         .unwrap();
     store
-        .validate_section::<Range>("range", range_is_ordered)
+        .add_validator::<Range>("range", range_is_ordered)
         .unwrap();
     assert!(store.keys("range").is_empty(), "{:?}", store.keys("range"));
 }
@@ -155,7 +155,7 @@ fn rules_over_bad_stored_values_refuse_only_the_bad_keys() {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"app": {"port": 8080}, "ui": {"name": "a"}}))
+        .merge(&json!({"app": {"port": 8080}, "ui": {"name": "a"}}))
         .unwrap();
     store.close().unwrap();
     sqlite3(
@@ -168,7 +168,7 @@ fn rules_over_bad_stored_values_refuse_only_the_bad_keys() {
     )
     .unwrap();
     let store = Store::open(&db.path).unwrap();
-    store.validate_rules(&rules).expect("must not fail");
+    store.add_rules(&rules).expect("must not fail");
     assert_eq!(store.get::<i64>("app.port").unwrap(), Some(8080), "logged");
     assert_eq!(store.get::<i64>("app.fresh").unwrap(), None, "withheld");
     let rejected = store.rejected();
@@ -201,7 +201,7 @@ fn a_typed_live_section_follows_the_fallback() {
     let live = store.live::<Range>("range").unwrap();
     assert_eq!(live.load().min, 5.0, "before any validator: as stored");
     store
-        .validate_section::<Range>("range", range_is_ordered)
+        .add_validator::<Range>("range", range_is_ordered)
         .unwrap();
     assert_eq!(
         *live.load(),

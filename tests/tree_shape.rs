@@ -44,7 +44,7 @@ fn seeded() -> (TempDb, Store) {
         .open(&db.path)
         .unwrap();
     store
-        .merge_json(&json!({"a": {"b": 1, "b-x": 2}, "s": {"x": {"y": 3}}}))
+        .merge(&json!({"a": {"b": 1, "b-x": 2}, "s": {"x": {"y": 3}}}))
         .unwrap();
     (db, store)
 }
@@ -331,10 +331,7 @@ fn revert_to_turns_a_section_back_into_a_value_and_back() {
     let (_db, store) = seeded();
     let as_value = store.set("a.b", &7).unwrap().seq;
     store.unset("a.b").unwrap();
-    let as_section = store
-        .merge_json(&json!({"a": {"b": {"c": 8}}}))
-        .unwrap()
-        .seq;
+    let as_section = store.merge(&json!({"a": {"b": {"c": 8}}})).unwrap().seq;
     store.revert_to(as_value).unwrap();
     assert_eq!(store.get::<i64>("a.b").unwrap(), Some(7));
     assert!(!store.contains("a.b.c"));

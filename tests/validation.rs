@@ -40,10 +40,10 @@ fn seeded(db: &TempDb, watch: WatchMode) -> Store {
         .open(&db.path)
         .expect("open the store");
     store
-        .merge_json(&json!({"p": {"min": 1.0, "max": 5.0}, "other": {"x": 1}}))
+        .merge(&json!({"p": {"min": 1.0, "max": 5.0}, "other": {"x": 1}}))
         .expect("seed the section");
     store
-        .validate_section::<Physics>("p", min_le_max)
+        .add_validator::<Physics>("p", min_le_max)
         .expect("the seeded section is valid");
     store
 }
@@ -88,11 +88,11 @@ fn invalid_in_process_writes_are_rejected_with_nothing_written() {
     // A section write that breaks it, together with an unrelated key: the
     // whole transaction is rolled back.
     assert_rejected(
-        store.merge_json(&json!({"other": {"y": 2}, "p": {"max": 0.5}})),
+        store.merge(&json!({"other": {"y": 2}, "p": {"max": 0.5}})),
         "p.max",
         "0.5",
     );
-    let both = store.merge_json(&json!({"p": {"min": 7.0, "max": 6.0}}));
+    let both = store.merge(&json!({"p": {"min": 7.0, "max": 6.0}}));
     assert!(
         matches!(both, Err(Error::Rejected { .. })),
         "a merge making the section invalid is rejected: {both:?}"
@@ -152,7 +152,7 @@ fn json_validators_check_enums() {
     let store = Store::open(&db.path).unwrap();
     store.set("render.mode", &"fast").unwrap();
     store
-        .validate_json("render.mode", |value| match value.as_str() {
+        .add_json_validator("render.mode", |value| match value.as_str() {
             Some("fast" | "pretty") => Ok(()),
             _ => Err(format!("{value} is not one of fast, pretty")),
         })
@@ -352,13 +352,13 @@ fn registering_a_validator_on_an_invalid_section_succeeds_and_withholds_what_it_
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"p": {"min": 10.0, "max": 5.0}}))
+        .merge(&json!({"p": {"min": 10.0, "max": 5.0}}))
         .unwrap();
 
     // No logged state of `p` passes (it was created invalid) and there are
     // no defaults: the section is withheld, and the refusal is reported.
     store
-        .validate_section::<Physics>("p", min_le_max)
+        .add_validator::<Physics>("p", min_le_max)
         .expect("registering never fails on stored data");
     assert!(store.keys("p").is_empty(), "{:?}", store.keys("p"));
     let rejected = store.rejected();
@@ -374,13 +374,13 @@ fn registering_a_validator_on_an_invalid_section_succeeds_and_withholds_what_it_
 
     // A section that does not exist yet does not fit the schema either:
     // registering works, and the first valid write brings it in.
-    store.validate_section::<Physics>("q", min_le_max).unwrap();
+    store.add_validator::<Physics>("q", min_le_max).unwrap();
     assert!(matches!(
         store.set("q.min", &"text"),
         Err(Error::Rejected { .. })
     ));
     store
-        .merge_json(&json!({"q": {"min": 1.0, "max": 2.0}}))
+        .merge(&json!({"q": {"min": 1.0, "max": 2.0}}))
         .unwrap();
     assert_eq!(store.get::<f64>("q.max").unwrap(), Some(2.0));
 

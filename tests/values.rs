@@ -87,15 +87,15 @@ fn merge_json_counts_levels_of_the_leaf_not_the_sections_above_it() {
     let store = Store::open(&db.path).unwrap();
     // Three sections above the leaf do not count against its 64 levels.
     let document = json!({"a": {"b": {"c": nested(64), "m": [nested_mixed(63)]}}});
-    store.merge_json(&document).unwrap();
+    store.merge(&document).unwrap();
     assert_eq!(store.get_json("a.b.c"), Some(nested(64)));
     assert_eq!(store.get_json("a.b.m"), Some(json!([nested_mixed(63)])));
 
     assert_too_deep(
-        store.merge_json(&json!({"a": {"b": {"d": nested(65)}}})),
+        store.merge(&json!({"a": {"b": {"d": nested(65)}}})),
         "a.b.d",
     );
-    assert_too_deep(store.set_defaults(&json!({"x": [nested_mixed(64)]})), "x");
+    assert_too_deep(store.seed(&json!({"x": [nested_mixed(64)]})), "x");
     assert!(!store.contains("a.b.d"));
     assert!(!store.contains("x"));
 }
@@ -311,7 +311,7 @@ fn section_errors_name_the_field_path() {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"server": {"host": "h", "port": "x"}}))
+        .merge(&json!({"server": {"host": "h", "port": "x"}}))
         .unwrap();
     let error = store.section::<Server>("server").unwrap_err();
     assert_decode(
@@ -327,7 +327,7 @@ fn section_errors_name_the_field_path() {
 
     // Nested sections and array elements.
     store
-        .merge_json(&json!({"app": {"server": {"host": "h", "port": 70000}, "ports": [1, 2]}}))
+        .merge(&json!({"app": {"server": {"host": "h", "port": 70000}, "ports": [1, 2]}}))
         .unwrap();
     assert_decode(
         store.section::<App>("app").unwrap_err(),
@@ -335,7 +335,7 @@ fn section_errors_name_the_field_path() {
         "invalid value: integer `70000`, expected u16",
     );
     store
-        .merge_json(&json!({"app": {"server": {"port": 80}, "ports": [1, "two"]}}))
+        .merge(&json!({"app": {"server": {"port": 80}, "ports": [1, "two"]}}))
         .unwrap();
     assert_decode(
         store.section::<App>("app").unwrap_err(),
@@ -355,7 +355,7 @@ fn section_errors_name_the_field_path() {
     );
 
     // A missing field is an error of the section itself.
-    store.merge_json(&json!({"partial": {"port": 1}})).unwrap();
+    store.merge(&json!({"partial": {"port": 1}})).unwrap();
     assert_decode(
         store.section::<Server>("partial").unwrap_err(),
         "partial",
@@ -385,7 +385,7 @@ fn live_errors_name_the_field_path() {
     let db = TempDb::new();
     let store = Store::open(&db.path).unwrap();
     store
-        .merge_json(&json!({"server": {"host": "h", "port": "x"}}))
+        .merge(&json!({"server": {"host": "h", "port": "x"}}))
         .unwrap();
     assert_decode(
         store

@@ -364,7 +364,7 @@ fn set_cost(cfg: &Config, golden: &Golden) -> (Samples, Samples) {
     (ours, baseline)
 }
 
-/// `set` end to end at both sizes and `merge_json` of the fixture.
+/// `set` end to end at both sizes and `merge` of the fixture.
 pub fn write_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
     for golden in [small, large] {
         progress(format!("set at {} keys", golden.keys));
@@ -385,7 +385,7 @@ pub fn write_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<R
         );
     }
 
-    progress("merge_json of the fixture");
+    progress("merge of the fixture");
     let fixture = support::fixture();
     let other = support::perturbed(&fixture);
     let leaves = support::fixture_leaves();
@@ -399,7 +399,7 @@ pub fn write_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<R
     let store = support::open_store(&path);
     let ours = each(samples, 4, |at| {
         let commit = store
-            .merge_json(if at % 2 == 0 { &other } else { &fixture })
+            .merge(if at % 2 == 0 { &other } else { &fixture })
             .unwrap();
         assert_eq!(commit.changes, leaves.len());
     });
@@ -439,7 +439,7 @@ pub fn write_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<R
         Row::new(
             "writes",
             format!(
-                "`merge_json` of the whole fixture ({} keys, all changed)",
+                "`merge` of the whole fixture ({} keys, all changed)",
                 leaves.len()
             ),
         )

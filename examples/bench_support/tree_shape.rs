@@ -1,8 +1,8 @@
 //! What the tree-shape triggers (schema version 3) cost a writer: an INSERT
-//! of a new key, and the statements of a `merge_json` of the 435-key
+//! of a new key, and the statements of a `merge` of the 435-key
 //! fixture, on a plain connection to a copy of the database with the
 //! triggers and to a copy without them, in alternating blocks of the same
-//! run; and `Store::merge_json` itself against the same statements without
+//! run; and `Store::merge` itself against the same statements without
 //! the triggers.
 
 use std::time::Instant;
@@ -15,7 +15,7 @@ use super::{Config, Golden, Row, Samples, fresh_copy, progress};
 use crate::support;
 
 const INSERT: &str = "INSERT INTO settings (key, value) VALUES (?1, ?2)";
-/// The two statements `Store::merge_json` runs per leaf (`writes::upsert`).
+/// The two statements `Store::merge` runs per leaf (`writes::upsert`).
 const UPDATE: &str = "UPDATE settings SET value = ?2 WHERE key = ?1 AND value IS NOT ?2";
 const INSERT_MISSING: &str = "INSERT INTO settings (key, value) SELECT ?1, ?2 \
      WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = ?1)";
@@ -87,7 +87,7 @@ fn insert_with_and_without(cfg: &Config, golden: &Golden) -> (Samples, Samples) 
     (Samples::new(ours), Samples::new(baseline))
 }
 
-/// The statements of `merge_json` for every leaf of `tree`, in one
+/// The statements of `merge` for every leaf of `tree`, in one
 /// IMMEDIATE transaction.
 fn merge_statements(conn: &mut Connection, leaves: &[(String, String)]) {
     let tx = conn
@@ -119,8 +119,8 @@ fn fixture_under(prefix: &str) -> (Value, Vec<(String, String)>) {
     (tree, leaves)
 }
 
-/// `merge_json`'s statements for the fixture (435 new keys) with and
-/// without the triggers, alternating; and `Store::merge_json` of the same
+/// `merge`'s statements for the fixture (435 new keys) with and
+/// without the triggers, alternating; and `Store::merge` of the same
 /// document, alternating with the statements without the triggers on a
 /// third copy. Each merge is cleared (untimed) after it.
 fn merge_with_and_without(cfg: &Config, golden: &Golden) -> (Samples, Samples, Samples) {
@@ -149,9 +149,9 @@ fn merge_with_and_without(cfg: &Config, golden: &Golden) -> (Samples, Samples, S
         };
         let (a, b) = (time(&mut with), time(&mut without));
         let started = Instant::now();
-        store.merge_json(&tree).expect("merge_json");
+        store.merge(&tree).expect("merge");
         let c = started.elapsed().as_nanos() as f64;
-        store.unset_prefix(&prefix).expect("clear the merge");
+        store.unset_section(&prefix).expect("clear the merge");
         if round >= 2 {
             ours.push(a);
             baseline.push(b);
@@ -188,7 +188,7 @@ pub fn rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
             ),
         );
         progress(format!(
-            "shape: merge_json of the fixture with and without the shape triggers at {} keys",
+            "shape: merge of the fixture with and without the shape triggers at {} keys",
             golden.keys
         ));
         let (ours, baseline, store) = merge_with_and_without(cfg, golden);
@@ -196,7 +196,7 @@ pub fn rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
             Row::new(
                 "shape",
                 format!(
-                    "`merge_json`'s statements for the 435-key fixture (all new keys), one transaction, with the tree-shape triggers; {} keys",
+                    "`merge`'s statements for the 435-key fixture (all new keys), one transaction, with the tree-shape triggers; {} keys",
                     golden.keys
                 ),
             )
@@ -210,7 +210,7 @@ pub fn rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
             Row::new(
                 "shape",
                 format!(
-                    "`Store::merge_json` of the 435-key fixture (all new keys), with the tree-shape triggers; {} keys",
+                    "`Store::merge` of the 435-key fixture (all new keys), with the tree-shape triggers; {} keys",
                     golden.keys
                 ),
             )

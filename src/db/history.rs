@@ -1,5 +1,5 @@
 //! The change log as history: the SQL behind `history`, `revert`,
-//! `subscribe_from` and `prune`.
+//! `subscribe_after` and `prune`.
 
 use std::path::Path;
 use std::time::Duration;

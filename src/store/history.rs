@@ -17,7 +17,7 @@ use crate::key::{validate_key, validate_prefix};
 use crate::snapshot::Snapshot;
 use crate::store::{Commit, Store};
 
-/// The outcome of [`Store::subscribe_from`].
+/// The outcome of [`Store::subscribe_after`].
 #[derive(Debug)]
 pub enum Resumed {
     /// The logged changes after the requested seq are queued first, then
@@ -51,16 +51,16 @@ impl Store {
     /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
     /// let first = store.set("a.x", &1)?;
     /// store.set("a.x", &2)?;
-    /// let Resumed::Replayed(events) = store.subscribe_from("a", first.seq)? else { panic!() };
+    /// let Resumed::Replayed(events) = store.subscribe_after("a", first.seq)? else { panic!() };
     /// assert_eq!(events.recv()?.seq(), first.seq + 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn subscribe_from(&self, prefix: &str, seq: i64) -> Result<Resumed> {
+    pub fn subscribe_after(&self, prefix: &str, seq: i64) -> Result<Resumed> {
         validate_prefix(prefix)?;
         let core = &self.core;
         // Inside the engine no pass publishes, so the replay ends exactly
         // where live events begin.
-        core.read("subscribe_from", |tx, path| {
+        core.read("subscribe_after", |tx, path| {
             let snapshot = core.view().load_full();
             let upto = snapshot.seq();
             let newest = newest_seq(tx, path)?;
@@ -114,9 +114,9 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::history`].
-    pub fn history_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
+    pub fn section_history(&self, prefix: &str, limit: usize) -> Result<Vec<HistoryEntry>> {
         validate_prefix(prefix)?;
-        self.core.read("history_prefix", |tx, path| {
+        self.core.read("section_history", |tx, path| {
             read_history(tx, path, prefix, false, limit)
         })
     }

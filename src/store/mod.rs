@@ -91,7 +91,7 @@ impl Store {
         // A read-only store writes nothing, so it applies neither.
         let read_only = store.is_read_only();
         if let Some(seed) = seed.filter(|_| !read_only) {
-            store.set_defaults(&seed)?;
+            store.seed(&seed)?;
         }
         if let Some(retention) = store.core.options.retention().filter(|_| !read_only) {
             store.prune(retention)?;
@@ -126,8 +126,9 @@ impl Store {
         self.core.view().load_full()
     }
 
-    /// The current snapshot, as a cheap guard for a short unit of work.
-    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+    /// The current snapshot, as a cheap guard for a short unit of work
+    /// (no reference count is touched; do not hold it long).
+    pub fn snapshot_guard(&self) -> Guard<Arc<Snapshot>> {
         self.core.view().load()
     }
 
@@ -196,7 +197,7 @@ impl Store {
     }
 
     /// Sets `key` to `value` (any `Serialize`; objects are sections, so use
-    /// [`Store::merge_json`] for them).
+    /// [`Store::merge`] for them).
     ///
     /// # Errors
     /// [`Error::InvalidKey`], [`Error::InvalidValue`] (too large, too deep;
@@ -300,9 +301,9 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::unset`].
-    pub fn unset_prefix(&self, prefix: &str) -> Result<Commit> {
+    pub fn unset_section(&self, prefix: &str) -> Result<Commit> {
         validate_prefix(prefix)?;
-        self.commit("unset_prefix", |tx, _| writes::delete_prefix(tx, prefix))
+        self.commit("unset_section", |tx, _| writes::delete_prefix(tx, prefix))
     }
 
     /// Writes every leaf of a nested JSON object in one transaction (the
@@ -316,13 +317,13 @@ impl Store {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
-    /// store.merge_json(&serde_json::json!({"physics": {"damping": 0.6, "iterations": 100}}))?;
+    /// store.merge(&serde_json::json!({"physics": {"damping": 0.6, "iterations": 100}}))?;
     /// assert_eq!(store.keys("physics"), ["physics.damping", "physics.iterations"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn merge_json(&self, tree: &Value) -> Result<Commit> {
-        let leaves = writes::stored_leaves(tree)?;
-        self.commit("merge_json", |tx, snapshot| {
+    pub fn merge<T: Serialize + ?Sized>(&self, tree: &T) -> Result<Commit> {
+        let leaves = writes::stored_leaves(&to_tree(tree)?)?;
+        self.commit("merge", |tx, snapshot| {
             writes::check_placement(snapshot, leaves.iter().map(|(key, _)| key.as_str()))?;
             for (key, text) in &leaves {
                 writes::upsert(tx, key, text)?;
@@ -335,10 +336,10 @@ impl Store {
     /// are kept.
     ///
     /// # Errors
-    /// As [`Store::merge_json`].
-    pub fn set_defaults(&self, tree: &Value) -> Result<Commit> {
-        let leaves = writes::stored_leaves(tree)?;
-        self.commit("set_defaults", |tx, snapshot| {
+    /// As [`Store::merge`].
+    pub fn seed<T: Serialize + ?Sized>(&self, tree: &T) -> Result<Commit> {
+        let leaves = writes::stored_leaves(&to_tree(tree)?)?;
+        self.commit("seed", |tx, snapshot| {
             let missing = leaves.iter().filter(|(key, _)| !snapshot.contains(key));
             writes::check_placement(snapshot, missing.clone().map(|(key, _)| key.as_str()))?;
             for (key, text) in missing {
@@ -468,7 +469,7 @@ impl Store {
     /// # let dir = tempfile::tempdir()?;
     /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
     /// let commits = store.subscribe_commits("range")?;
-    /// store.merge_json(&serde_json::json!({"range": {"min": 1, "max": 9}}))?;
+    /// store.merge(&serde_json::json!({"range": {"min": 1, "max": 9}}))?;
     /// let Event::Commit(commit) = commits.recv()? else { panic!() };
     /// assert_eq!(commit.changes.len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -577,4 +578,12 @@ impl std::fmt::Debug for Store {
             .field("seq", &self.core.view().load().seq())
             .finish_non_exhaustive()
     }
+}
+
+/// A serializable tree as JSON, for `merge` and `seed`.
+fn to_tree<T: Serialize + ?Sized>(tree: &T) -> Result<Value> {
+    serde_json::to_value(tree).map_err(|error| Error::InvalidValue {
+        key: String::new(),
+        reason: format!("the tree does not serialize to JSON: {error}"),
+    })
 }

@@ -32,15 +32,15 @@ impl Store {
     /// struct Range { min: f64, max: f64 }
     /// # let dir = tempfile::tempdir()?;
     /// # let store = livesettings::Store::open(dir.path().join("s.db"))?;
-    /// store.merge_json(&serde_json::json!({"range": {"min": 0.0, "max": 1.0}}))?;
-    /// store.validate_section::<Range>("range", |range| {
+    /// store.merge(&serde_json::json!({"range": {"min": 0.0, "max": 1.0}}))?;
+    /// store.add_validator::<Range>("range", |range| {
     ///     if range.min <= range.max { Ok(()) } else { Err("needs min <= max".into()) }
     /// })?;
     /// assert!(store.set("range.min", &5.0).is_err());
     /// assert_eq!(store.get::<f64>("range.min")?, Some(0.0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn validate_section<T: DeserializeOwned + 'static>(
+    pub fn add_validator<T: DeserializeOwned + 'static>(
         &self,
         prefix: &str,
         validate: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
@@ -64,25 +64,25 @@ impl Store {
     /// `prefix` (the nested object, or the value when `prefix` is a key).
     ///
     /// # Errors
-    /// As [`Store::validate_section`].
-    pub fn validate_json<F>(&self, prefix: &str, validate: F) -> Result<()>
+    /// As [`Store::add_validator`].
+    pub fn add_json_validator<F>(&self, prefix: &str, validate: F) -> Result<()>
     where
         F: Fn(&Value) -> Result<(), String> + Send + Sync + 'static,
     {
-        self.validate_section::<Value>(prefix, validate)
+        self.add_validator::<Value>(prefix, validate)
     }
 
     /// Registers declarative [`Rules`](crate::Rules): each rule validates
-    /// the keys it matches, as [`Store::validate_section`] does for a section.
+    /// the keys it matches, as [`Store::add_validator`] does for a section.
     ///
     /// Stored values a rule refuses do not make this fail: each refused
     /// key is served from its newest logged value the rule accepts, else
     /// from the defaults, else withheld, and reported as for
-    /// [`Store::validate_section`].
+    /// [`Store::add_validator`].
     ///
     /// # Errors
     /// An error reading the change log.
-    pub fn validate_rules(&self, rules: &crate::Rules) -> Result<()> {
+    pub fn add_rules(&self, rules: &crate::Rules) -> Result<()> {
         let registrations = rules
             .rules
             .iter()

@@ -87,7 +87,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 // `set a.b '{"c":1}'` writes the section below a.b.
                 let mut tree = serde_json::Map::new();
                 tree.insert(key, parsed);
-                store.merge_json(&Value::Object(tree))?
+                store.merge(&Value::Object(tree))?
             } else {
                 store.set(&key, &parsed)?
             };
@@ -101,7 +101,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             livesettings::validate_prefix(&key)?;
             let store = open_for_writing(&path, &schema)?;
             let commit = if recursive {
-                store.unset_prefix(&key)?
+                store.unset_section(&key)?
             } else {
                 livesettings::validate_key(&key)?;
                 if !store.contains(&key) {
@@ -137,7 +137,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 document = Value::Object(tree);
             }
             let store = open_for_writing(&path, &schema)?;
-            let commit = store.merge_json(&document)?;
+            let commit = store.merge(&document)?;
             note(&format!(
                 "imported: {} keys changed, seq {}",
                 commit.changes, commit.seq
@@ -213,7 +213,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if let Some(seq) = from {
                 // Before seeding: a seq beyond the log must not become valid
                 // through the seeded rows (and a failed command writes
-                // nothing). The log only grows, so `subscribe_from` cannot
+                // nothing). The log only grows, so `subscribe_after` cannot
                 // then refuse it (its Error::UnknownSeq would exit 1 too).
                 let newest = newest_seq(&store)?;
                 if seq > newest {
@@ -224,7 +224,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             seed_defaults(&store, &seed)?;
             if let Some(rules) = rules {
-                store.validate_rules(&rules)?;
+                store.add_rules(&rules)?;
             }
             output::watch(store, &prefix, json, from, commits)?;
         }
@@ -260,7 +260,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         } => {
             let store = open_read_only(&path)?;
             let entries = if prefix {
-                store.history_prefix(&key, limit)?
+                store.section_history(&key, limit)?
             } else {
                 store.history(&key, limit)?
             };
@@ -269,7 +269,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 // rows below it in the log) needs --prefix; a key that is
                 // neither there nor in the log is a missing target.
                 let below =
-                    !store.keys(&key).is_empty() || !store.history_prefix(&key, 1)?.is_empty();
+                    !store.keys(&key).is_empty() || !store.section_history(&key, 1)?.is_empty();
                 if !prefix && below {
                     return Err(Failure::Missing(format!(
                         "'{key}' is a section, not a key: use `history {key} --prefix` for the keys below it"
@@ -397,7 +397,7 @@ fn open_for_writing(path: &Path, schema: &SchemaArg) -> Result<Store, Error> {
     let rules = load_rules(path, schema)?;
     let store = open(path, WatchMode::Off)?;
     if let Some(rules) = rules {
-        store.validate_rules(&rules)?;
+        store.add_rules(&rules)?;
     }
     Ok(store)
 }
@@ -433,7 +433,7 @@ fn layer_name(layer: &livesettings::Layer) -> &'static str {
 /// empty): one indexed row read.
 fn newest_seq(store: &Store) -> Result<i64, Error> {
     let logged = store
-        .history_prefix("", 1)?
+        .section_history("", 1)?
         .last()
         .map_or(0, |entry| entry.seq);
     Ok(logged.max(store.snapshot().seq()))
@@ -478,7 +478,7 @@ fn seed_defaults(store: &Store, seed: &Seed) -> Result<(), Error> {
         .map(|file| read_document(file, None, ""))
         .transpose()?;
     for document in demo.iter().chain(file.iter()) {
-        let commit = store.set_defaults(document)?;
+        let commit = store.seed(document)?;
         if commit.changes > 0 {
             log::info!("seeded {} default keys", commit.changes);
         }

@@ -33,7 +33,7 @@ pub fn watch(
             let (snapshot, events) = subscribe(prefix)?;
             (events, snapshot)
         }
-        Some(seq) => match store.subscribe_from(prefix, seq)? {
+        Some(seq) => match store.subscribe_after(prefix, seq)? {
             Resumed::Replayed(events) => {
                 let snapshot = store.snapshot();
                 if !as_json {
@@ -221,7 +221,7 @@ impl Replayed {
         }
         let mut limit = queued.saturating_add(16);
         loop {
-            let entries = store.history_prefix(prefix, limit)?;
+            let entries = store.section_history(prefix, limit)?;
             let complete = entries.len() < limit
                 || entries.first().is_none_or(|oldest| oldest.seq <= after + 1);
             if complete {

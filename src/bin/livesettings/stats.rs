@@ -31,7 +31,7 @@ pub fn read(store: &Store) -> Result<DbStats, Error> {
     let path = store.path().to_owned();
     let snapshot = store.snapshot();
     let newest_logged = store
-        .history_prefix("", 1)?
+        .section_history("", 1)?
         .last()
         .map_or(0, |entry| entry.seq);
     let (log_rows, oldest_seq, schema_version) = read_log_extent(store)?;
