@@ -360,3 +360,34 @@ fn a_committed_write_whose_seq_cannot_be_printed_says_it_was_written() {
     assert!(stderr.contains("committed at seq"), "{stderr}");
     assert_eq!(db_value(&db.path, "a.b"), Some(json!(1)), "it was written");
 }
+
+#[test]
+fn seeding_with_init_or_watch_checks_the_rules_file_too() {
+    let db = db_with_rules();
+    let defaults = db.sibling("defaults.json");
+    std::fs::write(
+        &defaults,
+        r#"{"app": {"port": 8080, "extra": {"port": 1}}}"#,
+    )
+    .unwrap();
+    // Seeds only missing keys: app.port exists, so this one passes.
+    cli_ok(
+        &db.path,
+        &["init", "--defaults", defaults.to_str().unwrap()],
+    );
+    assert_eq!(db_value(&db.path, "app.extra.port"), Some(json!(1)));
+    // A missing key with a value the rule refuses is not seeded.
+    cli_ok(&db.path, &["unset", "app.port"]);
+    std::fs::write(&defaults, r#"{"app": {"port": 99999}}"#).unwrap();
+    assert_refused(
+        &db.path,
+        &["init", "--defaults", defaults.to_str().unwrap()],
+        &["app.port", "99999", "maximum"],
+    );
+    let output = cli(
+        &db.path,
+        &["watch", "--defaults", defaults.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert_eq!(db_value(&db.path, "app.port"), None);
+}

@@ -40,7 +40,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if adopt {
                 options = options.adopt_foreign();
             }
+            // The rules file beside the database (or $SETTINGS_SCHEMA_PATH)
+            // checks the seeded values, read before anything is written.
+            let rules = load_rules(&path, &SchemaArg { schema: None })?;
             let store = options.open(&path)?;
+            if let Some(rules) = rules {
+                store.add_rules(&rules)?;
+            }
             seed_defaults(&store, &seed)?;
             out(&format!(
                 "{} keys in {}",
@@ -222,10 +228,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     )));
                 }
             }
-            seed_defaults(&store, &seed)?;
+            // Rules first: seeded values are checked like every write.
             if let Some(rules) = rules {
                 store.add_rules(&rules)?;
             }
+            seed_defaults(&store, &seed)?;
             output::watch(store, &prefix, json, from, commits)?;
         }
         Command::Explain { key } => {
