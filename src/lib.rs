@@ -56,6 +56,7 @@ mod watch;
 #[doc(hidden)]
 pub mod bench_internals;
 
+pub use crate::db::checkpoints::{Checkpoint, MAX_CHECKPOINT_NAME_BYTES, validate_checkpoint_name};
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::error::{Error, Result};
@@ -75,6 +76,7 @@ pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
 pub use crate::store::explain::Explanation;
 pub use crate::store::history::Resumed;
+pub use crate::store::plan::{Plan, PlannedChange};
 pub use crate::store::{Commit, Store};
 pub use crate::value::parse_json_value;
 pub use crate::value::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};

@@ -188,3 +188,38 @@ pub(crate) fn prune_batch(
     .and_then(|mut statement| statement.execute((keep_last, max_age, PRUNE_BATCH)))
     .context(path, "cannot prune the change log")
 }
+
+/// A log row's key, old and new value as stored text.
+pub(crate) type RowText = (String, Option<String>, Option<String>);
+
+/// The log rows from `first` on as `(key, old, new)` text, in seq order:
+/// what the current write transaction wrote (it holds the write lock).
+pub(crate) fn rows_from(tx: &Transaction<'_>, path: &Path, first: i64) -> Result<Vec<RowText>> {
+    let mut statement = tx
+        .prepare_cached("SELECT key, old, new FROM settings_log WHERE seq >= ?1 ORDER BY seq")
+        .context(path, "cannot read the change log")?;
+    let rows = statement
+        .query_map([first], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .context(path, "cannot read the change log")?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context(path, "cannot read the change log")
+}
+
+/// `time` (RFC 3339, or the log's own `YYYY-MM-DDTHH:MM:SS.sssZ`) in the
+/// log's format, UTC; `None` when SQLite cannot read it as a time.
+pub(crate) fn log_time(conn: &Connection, path: &Path, time: &str) -> Result<Option<String>> {
+    conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1)", [time], |row| {
+        row.get(0)
+    })
+    .context(path, "cannot read a time")
+}
+
+/// The newest seq logged at or before `at` (a time in the log's format).
+pub(crate) fn newest_seq_at(conn: &Connection, path: &Path, at: &str) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT max(seq) FROM settings_log WHERE at <= ?1",
+        [at],
+        |row| row.get(0),
+    )
+    .context(path, "cannot read the change log")
+}

@@ -2,6 +2,7 @@
 //! store runs.
 
 pub(crate) mod change_log;
+pub(crate) mod checkpoints;
 pub(crate) mod diagnose;
 pub(crate) mod file_id;
 pub(crate) mod history;

@@ -257,7 +257,7 @@ impl Core {
         }
     }
 
-    fn id(&self) -> usize {
+    pub(crate) fn id(&self) -> usize {
         std::ptr::from_ref(self) as usize
     }
 
@@ -302,10 +302,12 @@ impl Core {
                 self.read_only_cause.as_deref(),
             ));
         }
+        // Inside `Store::plan`: the same write, rolled back (see store/plan.rs).
+        let dry_run = crate::store::plan::begin_write(self.id())?;
         let mut guard = self.enter(operation)?;
         self.activity.in_flight.store(true, Ordering::Release);
-        let outcome = self.write_entered(&mut guard, retry, &mut op);
-        if outcome.is_ok() {
+        let outcome = self.write_entered(&mut guard, retry, dry_run, &mut op);
+        if outcome.is_ok() && !dry_run {
             self.activity
                 .last_commit_nanos
                 .store(self.activity.now_nanos().max(1), Ordering::Release);
@@ -322,13 +324,14 @@ impl Core {
         &self,
         guard: &mut EngineGuard<'_>,
         retry: bool,
+        dry_run: bool,
         op: &mut impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
     ) -> Result<(R, Option<(i64, i64)>)> {
         for _ in 0..REPLACED_RETRIES {
             if guard.engine.connections.is_none() {
                 self.follow_file(&mut guard.engine, Follow::Active)?;
             }
-            match self.try_write(&mut guard.engine, op)? {
+            match self.try_write(&mut guard.engine, dry_run, op)? {
                 Attempt::Done(value, range) => return Ok((value, range)),
                 Attempt::Replaced { ran } => {
                     log::info!(
@@ -350,6 +353,7 @@ impl Core {
     fn try_write<R>(
         &self,
         engine: &mut Engine,
+        dry_run: bool,
         op: &mut impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
     ) -> Result<Attempt<R>> {
         let started = Instant::now();
@@ -390,10 +394,21 @@ impl Core {
             .first()
             .zip(own.last())
             .map(|(first, last)| (first.seq, last.seq));
+        if dry_run {
+            crate::store::plan::record(self.id(), &tx, path, range.map(|(first, _)| first))?;
+        }
         add_own_rows(&mut pass, &own, session);
         if !own.is_empty() {
             let local_keys: Vec<&str> = own.iter().map(|row| row.key.as_str()).collect();
             validators.check_local(&tx, path, &pass.snapshot, &local_keys)?;
+        }
+        if dry_run {
+            // Every check of a real write passed: roll back, publish nothing.
+            // A schema change seen meanwhile still reloads at the next pass.
+            *force_next = schema_reload.or(*force_next);
+            tx.rollback()
+                .map_err(|error| crate::error::classify(error, path, "cannot roll back"))?;
+            return Ok(Attempt::Done(value, None));
         }
         validators.enforce(&tx, path, &base, &mut pass)?;
         tx.commit()

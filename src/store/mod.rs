@@ -3,6 +3,8 @@
 
 pub(crate) mod explain;
 pub(crate) mod history;
+pub(crate) mod past;
+pub(crate) mod plan;
 mod validation;
 
 use std::path::Path;

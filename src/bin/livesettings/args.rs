@@ -59,6 +59,8 @@ pub enum Command {
         value: String,
         #[command(flatten)]
         schema: SchemaArg,
+        #[command(flatten)]
+        dry: DryRun,
     },
     /// Remove KEY (with --recursive, also every key below it)
     Unset {
@@ -69,6 +71,8 @@ pub enum Command {
         recursive: bool,
         #[command(flatten)]
         schema: SchemaArg,
+        #[command(flatten)]
+        dry: DryRun,
     },
     /// Merge a nested JSON, TOML or YAML document (a file, or - for stdin)
     /// into the settings
@@ -85,6 +89,8 @@ pub enum Command {
         format: Option<Format>,
         #[command(flatten)]
         schema: SchemaArg,
+        #[command(flatten)]
+        dry: DryRun,
     },
     /// Print the settings (or the section below PREFIX) as nested JSON,
     /// TOML or YAML
@@ -101,6 +107,11 @@ pub enum Command {
         /// Write to FILE instead of standard output
         #[arg(long, short, value_name = "FILE", conflicts_with = "layers")]
         output: Option<PathBuf>,
+        /// The settings as they were at POINT: a seq, a checkpoint name, or
+        /// a time (RFC 3339, e.g. 2026-12-02T03:50:00Z: the state after the
+        /// last change at or before it)
+        #[arg(long, value_name = "POINT", conflicts_with = "layers")]
+        at: Option<String>,
     },
     /// Print every change as it is applied, until interrupted (Ctrl-C)
     Watch {
@@ -113,9 +124,10 @@ pub enum Command {
         /// network filesystems)
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "250")]
         poll: Option<u64>,
-        /// Replay the logged changes after SEQ first, then go live
-        #[arg(long, value_name = "SEQ")]
-        from: Option<i64>,
+        /// Replay the logged changes after POINT (a seq, a checkpoint name or
+        /// a time) first, then go live
+        #[arg(long, value_name = "POINT")]
+        from: Option<String>,
         /// One event per commit (per batch of foreign commits) instead of
         /// one per key; with --json: {"event":"commit","seqs":[FIRST,LAST],
         /// "source":...,"changes":[...]}
@@ -149,13 +161,46 @@ pub enum Command {
     /// Undo the change at SEQ (a new forward change), or with --to, restore
     /// every key to its value as of SEQ
     Revert {
-        /// The change-log seq
-        seq: i64,
+        /// The change-log seq (with --to, also a checkpoint name or a time)
+        seq: String,
         /// Restore the whole state as of SEQ instead of one change
         #[arg(long)]
         to: bool,
         #[command(flatten)]
         schema: SchemaArg,
+        #[command(flatten)]
+        dry: DryRun,
+    },
+    /// Print the per-key difference between two points of the change log
+    /// (keys added, removed, changed: `key: old → new`)
+    Diff {
+        /// From: a seq, a checkpoint name, or a time (RFC 3339)
+        from: String,
+        /// To, as FROM [default: now]
+        to: Option<String>,
+        /// Only keys at or below this prefix
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// One JSON object per key and line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name the current position of the change log (re-using a name moves
+    /// it), so that `diff NAME`, `revert --to NAME`, `export --at NAME` and
+    /// `watch --from NAME` can use it
+    Checkpoint {
+        /// 1 to 64 characters of A-Z a-z 0-9 _ . - (not all digits)
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// List the checkpoints (name, seq, time)
+        #[arg(long, conflicts_with_all = ["name", "delete"])]
+        list: bool,
+        /// Delete the checkpoint NAME
+        #[arg(long)]
+        delete: bool,
+        /// With --list, one JSON object per line
+        #[arg(long, requires = "list")]
+        json: bool,
     },
     /// Delete old change-log rows (in small batches)
     Prune {
@@ -199,6 +244,20 @@ pub struct Seed {
     /// is given (kept so that existing scripts work)
     #[arg(long, conflicts_with_all = ["defaults", "demo"])]
     pub no_defaults: bool,
+}
+
+/// `--dry-run`: check the write and print what it would change, writing
+/// nothing.
+#[derive(clap::Args, Debug)]
+pub struct DryRun {
+    /// Check the write against every rule and print the per-key changes it
+    /// would make (`key: old → new`) without writing anything; exit 1 when
+    /// it would be refused
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run, one JSON object per key and line
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 /// Where the validation rules come from: `watch` and `check` judge the

@@ -5,10 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-use livesettings::{Error, Options, Retention, Rules, Store, WatchMode};
+use livesettings::{Error, Options, Plan, Retention, Rules, Store, WatchMode};
 use serde_json::Value;
 
-use crate::args::{Cli, Command, SchemaArg, Seed};
+use crate::args::{Cli, Command, DryRun, SchemaArg, Seed};
+use crate::diff_output;
 use crate::failure::{Failure, note, out, out_committed};
 use crate::formats::Format;
 use crate::output;
@@ -68,7 +69,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             }
         }
-        Command::Set { key, value, schema } => {
+        Command::Set {
+            key,
+            value,
+            schema,
+            dry,
+        } => {
             // Check everything before opening: a failed command must not even
             // create the database file.
             livesettings::validate_key(&key)?;
@@ -89,23 +95,48 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 )));
             }
             let store = open_for_writing(&path, &schema)?;
-            let commit = if parsed.is_object() {
-                // `set a.b '{"c":1}'` writes the section below a.b.
-                let mut tree = serde_json::Map::new();
-                tree.insert(key, parsed);
-                store.merge(&Value::Object(tree))?
-            } else {
-                store.set(&key, &parsed)?
+            let write = |store: &Store| {
+                if parsed.is_object() {
+                    // `set a.b '{"c":1}'` writes the section below a.b.
+                    let mut tree = serde_json::Map::new();
+                    tree.insert(key.clone(), parsed.clone());
+                    store.merge(&Value::Object(tree))
+                } else {
+                    store.set(&key, &parsed)
+                }
             };
+            if dry.dry_run {
+                return print_plan(store.plan(write)?, &dry);
+            }
+            let commit = write(&store)?;
             out_committed(commit.seq)?;
         }
         Command::Unset {
             key,
             recursive,
             schema,
+            dry,
         } => {
             livesettings::validate_prefix(&key)?;
             let store = open_for_writing(&path, &schema)?;
+            if dry.dry_run {
+                let plan = store.plan(|store| {
+                    if recursive {
+                        store.unset_section(&key)
+                    } else {
+                        livesettings::validate_key(&key)?;
+                        store.unset(&key)
+                    }
+                })?;
+                if plan.changes.is_empty() && !plan.is_refused() {
+                    return Err(Failure::Missing(if recursive {
+                        format!("no key at or below '{key}' in {}", path.display())
+                    } else {
+                        missing_key(&key, &path)
+                    }));
+                }
+                return print_plan(plan, &dry);
+            }
             let commit = if recursive {
                 store.unset_section(&key)?
             } else {
@@ -131,6 +162,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             prefix,
             format,
             schema,
+            dry,
         } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
@@ -143,6 +175,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 document = Value::Object(tree);
             }
             let store = open_for_writing(&path, &schema)?;
+            if dry.dry_run {
+                return print_plan(store.plan(|store| store.merge(&document))?, &dry);
+            }
             let commit = store.merge(&document)?;
             note(&format!(
                 "imported: {} keys changed, seq {}",
@@ -154,10 +189,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             layers,
             format,
             output,
+            at,
         } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
             let store = open_read_only(&path)?;
+            let past = match &at {
+                Some(text) => {
+                    let point = resolve(&store, text)?;
+                    Some(
+                        store
+                            .state_at(point.seq)
+                            .map_err(|error| point.refuse(error))?,
+                    )
+                }
+                None => None,
+            };
             if layers {
                 let mut listed = serde_json::Map::new();
                 for (key, value, layer) in store.provenance(&prefix)? {
@@ -177,7 +224,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 out(&pretty(&Value::Object(listed)))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let tree = match store.subtree(&prefix)? {
+            let tree = match &past {
+                Some(snapshot) => snapshot.subtree(&prefix)?,
+                None => store.subtree(&prefix)?,
+            };
+            let tree = match tree {
                 Some(tree) => tree,
                 // Everything, of an empty database: an empty document.
                 None if prefix.is_empty() => Value::Object(Default::default()),
@@ -216,6 +267,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // Read before anything is written, so a bad file writes nothing.
             let rules = load_rules(&path, &schema)?;
             let store = open(&path, mode)?;
+            let from = match &from {
+                Some(text) => Some(resolve(&store, text)?.seq),
+                None => None,
+            };
             if let Some(seq) = from {
                 // Before seeding: a seq beyond the log must not become valid
                 // through the seeded rows (and a failed command writes
@@ -293,10 +348,36 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 out(&output::history_line(&entry, json))?;
             }
         }
-        Command::Revert { seq, to, schema } => {
+        Command::Revert {
+            seq,
+            to,
+            schema,
+            dry,
+        } => {
             let store = open_for_writing(&path, &schema)?;
+            let point = resolve(&store, &seq)?;
+            let seq = point.seq;
+            if to && seq > newest_seq(&store)? {
+                return Err(Failure::Missing(format!(
+                    "{} is not in the change log (the newest is {})",
+                    point.label,
+                    newest_seq(&store)?
+                )));
+            }
+            if dry.dry_run {
+                let plan = store
+                    .plan(|store| {
+                        if to {
+                            store.revert_to(seq)
+                        } else {
+                            store.revert(seq)
+                        }
+                    })
+                    .map_err(|error| point.refuse(error))?;
+                return print_plan(plan, &dry);
+            }
             let commit = if to {
-                let commit = store.revert_to(seq)?;
+                let commit = store.revert_to(seq).map_err(|error| point.refuse(error))?;
                 // `revert_to` of a seq after the newest changes nothing; the
                 // write caught up with the log first, so a seq beyond
                 // `commit.seq` was not in the log when it ran.
@@ -311,6 +392,85 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 store.revert(seq)?
             };
             out_committed(commit.seq)?;
+        }
+        Command::Diff {
+            from,
+            to,
+            prefix,
+            json,
+        } => {
+            let prefix = prefix.unwrap_or_default();
+            livesettings::validate_prefix(&prefix)?;
+            let store = open_read_only(&path)?;
+            let from = resolve(&store, &from)?;
+            let to = to.map(|to| resolve(&store, &to)).transpose()?;
+            let changes = store
+                .diff(from.seq, to.as_ref().map(|to| to.seq))
+                .map_err(|error| match &to {
+                    // Which point is out of reach: the older one, normally.
+                    Some(to) if to.seq < from.seq => to.refuse(error),
+                    _ => from.refuse(error),
+                })?;
+            let under = |key: &str| {
+                prefix.is_empty()
+                    || key == prefix
+                    || key
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            };
+            let changes: Vec<_> = changes.into_iter().filter(|c| under(&c.key)).collect();
+            for text in diff_output::lines(&changes, json) {
+                out(&text)?;
+            }
+        }
+        Command::Checkpoint {
+            name,
+            list,
+            delete,
+            json,
+        } => {
+            if list {
+                let store = open_read_only(&path)?;
+                for checkpoint in store.checkpoints()? {
+                    out(&if json {
+                        serde_json::json!({"name": checkpoint.name, "seq": checkpoint.seq, "at": checkpoint.at})
+                            .to_string()
+                    } else {
+                        format!("{}\t{}\t{}", checkpoint.name, checkpoint.seq, checkpoint.at)
+                    })?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(name) = name else {
+                return Err(Failure::Missing(
+                    "give a checkpoint NAME (or --list)".to_owned(),
+                ));
+            };
+            livesettings::validate_checkpoint_name(&name)?;
+            let store = open(&path, WatchMode::Off)?;
+            if delete {
+                if !store.delete_checkpoint(&name)? {
+                    return Err(Failure::Missing(format!(
+                        "no checkpoint '{name}' in {}",
+                        path.display()
+                    )));
+                }
+                note(&format!("deleted the checkpoint '{name}'"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (checkpoint, moved_from) = store.checkpoint(&name)?;
+            match moved_from {
+                Some(before) if before != checkpoint.seq => note(&format!(
+                    "moved the checkpoint '{name}' from seq {before} to seq {}",
+                    checkpoint.seq
+                )),
+                Some(_) => note(&format!(
+                    "the checkpoint '{name}' already named seq {} (its time is updated)",
+                    checkpoint.seq
+                )),
+                None => note(&format!("checkpoint '{name}' at seq {}", checkpoint.seq)),
+            }
+            out(&checkpoint.seq.to_string())?;
         }
         Command::Prune { keep, older_than } => {
             if keep.is_none() && older_than.is_none() {
@@ -444,6 +604,82 @@ fn newest_seq(store: &Store) -> Result<i64, Error> {
         .last()
         .map_or(0, |entry| entry.seq);
     Ok(logged.max(store.snapshot().seq()))
+}
+
+/// A point of the change log named on the command line, resolved.
+struct Point {
+    seq: i64,
+    /// How to name it in a message: `seq 5`, `checkpoint 'x' (seq 5)`.
+    label: String,
+}
+
+impl Point {
+    /// A refusal because the log no longer reaches back to this point, in
+    /// one line naming the oldest seq kept; other errors unchanged.
+    fn refuse(&self, error: Error) -> Failure {
+        match error {
+            Error::UnknownSeq {
+                seq,
+                oldest: Some(oldest),
+            } if seq < oldest => Failure::Missing(format!(
+                "{}: the change log no longer reaches back that far (it was pruned; the oldest seq kept is {oldest})",
+                self.label
+            )),
+            Error::UnknownSeq { oldest: None, .. } => Failure::Missing(format!(
+                "{}: the change log is empty (pruned), so it no longer reaches back that far",
+                self.label
+            )),
+            other => Failure::Error(other),
+        }
+    }
+}
+
+/// Reads a seq, a checkpoint name or a time.
+fn resolve(store: &Store, text: &str) -> Result<Point, Failure> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let unresolved = Point {
+        seq: 0,
+        label: if digits {
+            format!("seq {text}")
+        } else {
+            format!("'{text}'")
+        },
+    };
+    let seq = store.resolve_point(text).map_err(|error| match error {
+        Error::InvalidValue { reason, .. } => Failure::Missing(format!("'{text}': {reason}")),
+        other => unresolved.refuse(other),
+    })?;
+    let label = if digits {
+        format!("seq {seq}")
+    } else {
+        let checkpoint = livesettings::validate_checkpoint_name(text).is_ok()
+            && store.checkpoints()?.iter().any(|found| found.name == text);
+        if checkpoint {
+            format!("checkpoint '{text}' (seq {seq})")
+        } else {
+            format!("{text} (seq {seq})")
+        }
+    };
+    Ok(Point { seq, label })
+}
+
+/// Prints a dry run's changes (stdout) and a summary (stderr); a refused
+/// write exits 1 with the refusal.
+fn print_plan(plan: Plan, dry: &DryRun) -> Result<ExitCode, Failure> {
+    if let Some(error) = plan.refused {
+        note(&format!(
+            "livesettings: dry run: the write would be refused: {error}"
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    for text in diff_output::lines(&plan.changes, dry.json) {
+        out(&text)?;
+    }
+    note(&format!(
+        "dry run: {} keys would change; nothing was written",
+        plan.changes.len()
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn missing_key(key: &str, path: &Path) -> String {

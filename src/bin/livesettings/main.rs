@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod diff_output;
 mod failure;
 mod formats;
 mod output;
