@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
-use livesettings::{Options, PlannedChange, Store, WatchMode};
+use livesettings::{Options, PlannedChange, WatchMode};
 use serde_json::{Value, json};
 
 use support::*;
@@ -180,6 +180,30 @@ fn a_dry_run_the_rules_refuse_exits_1_naming_key_value_and_rule_and_writes_nothi
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(untouched_state(&db.path, &observer), before);
     assert_eq!(db_value(&db.path, "app.port"), Some(json!(80)));
+}
+
+#[test]
+fn a_dry_run_without_a_database_creates_nothing() {
+    let db = TempDb::new();
+    for args in [
+        &["set", "app.port", "80", "--dry-run"][..],
+        &["unset", "app.port", "--dry-run"],
+        &["revert", "--to", "0", "--dry-run"],
+    ] {
+        let output = cli(&db.path, args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("creates nothing"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(folder_state(db.dir.path()).len(), 0, "nothing was created");
 }
 
 #[test]
@@ -623,19 +647,22 @@ fn a_pruned_log_refuses_diff_export_and_revert_to_in_one_line_naming_the_oldest_
 }
 
 #[test]
-fn a_version_3_file_gets_the_checkpoints_table_at_its_next_read_write_open() {
+fn checkpoints_are_meta_rows_every_process_sees_and_need_no_schema_change() {
     let db = TempDb::new();
-    Store::open(&db.path).unwrap().close().unwrap();
-    sqlite3(
+    cli_ok(&db.path, &["set", "app.port", "80"]);
+    let store = Options::new()
+        .with_watch(WatchMode::Off)
+        .open(&db.path)
+        .unwrap();
+    let (checkpoint, moved_from) = store.checkpoint("from-the-library").unwrap();
+    assert_eq!((checkpoint.seq, moved_from), (1, None));
+    // Another process (the shell) reads it in the meta table.
+    let row = sqlite3(
         &db.path,
-        "DROP TABLE livesettings_checkpoints; \
-         UPDATE livesettings_meta SET value = '3' WHERE name = 'schema_version';",
+        "SELECT json_extract(value, '$.seq') FROM livesettings_meta \
+         WHERE name = 'checkpoint:from-the-library';",
     );
-    // A read-only command cannot migrate it, and says so.
-    let output = cli(&db.path, &["checkpoint", "--list"]);
-    assert!(!output.status.success());
-    assert!(stderr(&output).contains("migrat"), "{}", stderr(&output));
-    cli_ok(&db.path, &["checkpoint", "first"]);
+    assert_eq!(row.trim(), "1");
     assert_eq!(
         db_scalar(
             &db.path,
@@ -643,9 +670,14 @@ fn a_version_3_file_gets_the_checkpoints_table_at_its_next_read_write_open() {
         ),
         Some(livesettings::SCHEMA_VERSION.to_string())
     );
-    assert!(table_exists(&db.path, "livesettings_checkpoints"));
-    assert_eq!(
-        cli_ok(&db.path, &["checkpoint", "--list"]).lines().count(),
-        1
+    // A hand-edited row that is not a checkpoint is left out, not an error.
+    sqlite3(
+        &db.path,
+        "INSERT INTO livesettings_meta (name, value) VALUES ('checkpoint:broken', 'nope');",
     );
+    let listed = cli_ok(&db.path, &["checkpoint", "--list"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with("from-the-library\t1\t"), "{listed}");
+    assert!(store.delete_checkpoint("from-the-library").unwrap());
+    assert_eq!(cli_ok(&db.path, &["checkpoint", "--list"]), "");
 }

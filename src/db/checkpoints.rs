@@ -1,6 +1,8 @@
-//! Named checkpoints: a name for a change-log position, in the
-//! `livesettings_checkpoints` table (schema version 4), so every process
-//! sees the same names.
+//! Named checkpoints: a name for a change-log position, stored as one
+//! `livesettings_meta` row per checkpoint, `checkpoint:<name>` →
+//! `{"seq": N, "at": "YYYY-MM-DDTHH:MM:SS.sssZ"}`. In the meta table, so
+//! every process sees them and no schema change was needed (as for the
+//! temporary overrides' `override:<key>` rows).
 
 use std::path::Path;
 
@@ -56,6 +58,18 @@ pub fn validate_checkpoint_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The meta-table names of checkpoints: `checkpoint:` then the name.
+const PREFIX: &str = "checkpoint:";
+
+/// Reads `(name, seq, at)` from a meta row; the name without its prefix.
+const COLUMNS: &str = "substr(name, length('checkpoint:') + 1), \
+     CAST(json_extract(value, '$.seq') AS INTEGER), \
+     coalesce(json_extract(value, '$.at'), '')";
+
+/// Only rows whose value is a JSON object with an integer seq (a
+/// hand-edited row that is not is left out).
+const READABLE: &str = "json_valid(value) AND json_type(value, '$.seq') = 'integer'";
+
 fn checkpoint(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
         name: row.get(0)?,
@@ -68,26 +82,35 @@ fn checkpoint(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
 pub(crate) fn put(conn: &Connection, path: &Path, name: &str, seq: i64) -> Result<Option<i64>> {
     let before = get(conn, path, name)?.map(|found| found.seq);
     conn.prepare_cached(
-        "INSERT INTO livesettings_checkpoints (name, seq) VALUES (?1, ?2) \
-         ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, \
-         at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        "INSERT OR REPLACE INTO livesettings_meta (name, value) VALUES (?1, \
+         json_object('seq', ?2, 'at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
     )
-    .and_then(|mut statement| statement.execute((name, seq)))
+    .and_then(|mut statement| statement.execute((format!("{PREFIX}{name}"), seq)))
     .context(path, "cannot record the checkpoint")?;
     Ok(before)
 }
 
 /// The checkpoint named `name`, if there is one.
 pub(crate) fn get(conn: &Connection, path: &Path, name: &str) -> Result<Option<Checkpoint>> {
-    conn.prepare_cached("SELECT name, seq, at FROM livesettings_checkpoints WHERE name = ?1")
-        .and_then(|mut statement| statement.query_row([name], checkpoint).optional())
+    let sql = format!("SELECT {COLUMNS} FROM livesettings_meta WHERE name = ?1 AND {READABLE}");
+    conn.prepare_cached(&sql)
+        .and_then(|mut statement| {
+            statement
+                .query_row([format!("{PREFIX}{name}")], checkpoint)
+                .optional()
+        })
         .context(path, "cannot read the checkpoints")
 }
 
 /// Every checkpoint, by seq then name.
 pub(crate) fn list(conn: &Connection, path: &Path) -> Result<Vec<Checkpoint>> {
+    // 'checkpoint;' is the first name after every 'checkpoint:…'.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM livesettings_meta \
+         WHERE name >= 'checkpoint:' AND name < 'checkpoint;' AND {READABLE} ORDER BY 2, 1"
+    );
     let mut statement = conn
-        .prepare_cached("SELECT name, seq, at FROM livesettings_checkpoints ORDER BY seq, name")
+        .prepare_cached(&sql)
         .context(path, "cannot read the checkpoints")?;
     let rows = statement
         .query_map([], checkpoint)
@@ -98,8 +121,8 @@ pub(crate) fn list(conn: &Connection, path: &Path) -> Result<Vec<Checkpoint>> {
 
 /// Deletes the checkpoint `name`; returns whether there was one.
 pub(crate) fn delete(conn: &Connection, path: &Path, name: &str) -> Result<bool> {
-    conn.prepare_cached("DELETE FROM livesettings_checkpoints WHERE name = ?1")
-        .and_then(|mut statement| statement.execute([name]))
+    conn.prepare_cached("DELETE FROM livesettings_meta WHERE name = ?1")
+        .and_then(|mut statement| statement.execute([format!("{PREFIX}{name}")]))
         .map(|deleted| deleted > 0)
         .context(path, "cannot delete the checkpoint")
 }

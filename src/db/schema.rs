@@ -9,15 +9,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::{Error, Result, SqliteContext};
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The numbered migrations, in order: entry `n` moves a database to version
 /// `n + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../sql/001_schema.sql"),
     include_str!("../../sql/002_replaced_values.sql"),
     include_str!("../../sql/003_tree_shape.sql"),
-    include_str!("../../sql/004_checkpoints.sql"),
 ];
 const TRIGGERS: &str = include_str!("../../sql/triggers.sql");
 /// Every trigger of `triggers.sql`: one missing (dropped by an operator, or

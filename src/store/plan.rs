@@ -205,7 +205,8 @@ impl Store {
     /// (never into the database, never as a commit).
     ///
     /// The value `op` returns for its write (a [`Commit`](crate::Commit))
-    /// describes no commit and is dropped.
+    /// describes no commit and is dropped. Only writes `op` makes on the
+    /// calling thread, through this store, are dry runs.
     ///
     /// # Errors
     /// What stopped the write from being tried ([`Error::Busy`],

@@ -94,7 +94,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     "nothing to set: '{value}' holds no value (an object writes the section below '{key}', and an empty one writes nothing)"
                 )));
             }
-            let store = open_for_writing(&path, &schema)?;
+            let store = open_for(&path, &schema, &dry)?;
             let write = |store: &Store| {
                 if parsed.is_object() {
                     // `set a.b '{"c":1}'` writes the section below a.b.
@@ -118,7 +118,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             dry,
         } => {
             livesettings::validate_prefix(&key)?;
-            let store = open_for_writing(&path, &schema)?;
+            let store = open_for(&path, &schema, &dry)?;
             if dry.dry_run {
                 let plan = store.plan(|store| {
                     if recursive {
@@ -174,7 +174,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 tree.insert(prefix, document);
                 document = Value::Object(tree);
             }
-            let store = open_for_writing(&path, &schema)?;
+            let store = open_for(&path, &schema, &dry)?;
             if dry.dry_run {
                 return print_plan(store.plan(|store| store.merge(&document))?, &dry);
             }
@@ -354,7 +354,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             schema,
             dry,
         } => {
-            let store = open_for_writing(&path, &schema)?;
+            let store = open_for(&path, &schema, &dry)?;
             let point = resolve(&store, &seq)?;
             let seq = point.seq;
             if to && seq > newest_seq(&store)? {
@@ -567,6 +567,18 @@ fn open_for_writing(path: &Path, schema: &SchemaArg) -> Result<Store, Error> {
         store.add_rules(&rules)?;
     }
     Ok(store)
+}
+
+/// Opens the database for a writing command that may be a dry run: a dry
+/// run creates nothing, so it needs an existing database.
+fn open_for(path: &Path, schema: &SchemaArg, dry: &DryRun) -> Result<Store, Failure> {
+    if dry.dry_run && !path.exists() {
+        return Err(Failure::Missing(format!(
+            "no database at {} (a dry run creates nothing)",
+            path.display()
+        )));
+    }
+    Ok(open_for_writing(path, schema)?)
 }
 
 /// Opens the database for a command that writes (or `watch`), creating it
