@@ -75,6 +75,7 @@ pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
 pub use crate::store::explain::Explanation;
 pub use crate::store::history::Resumed;
+pub use crate::store::overrides::PendingOverride;
 pub use crate::store::{Commit, Store};
 pub use crate::value::parse_json_value;
 pub use crate::value::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};

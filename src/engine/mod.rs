@@ -28,6 +28,7 @@ pub(crate) mod catch_up;
 pub(crate) mod connections;
 pub(crate) mod fallback;
 pub(crate) mod opening;
+pub(crate) mod overrides;
 pub(crate) mod pass;
 pub(crate) mod reader;
 pub(crate) mod reentrancy;
@@ -37,7 +38,7 @@ pub(crate) mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -93,6 +94,9 @@ pub(crate) struct Core {
     pub(crate) activity: Activity,
     /// Wakes the watcher (file events, and writes that may have hidden one).
     pub(crate) hints: (Sender<()>, Receiver<()>),
+    /// When the earliest temporary override is due, in ms since the Unix
+    /// epoch (`i64::MAX`: none known); see `engine/overrides.rs`.
+    pub(crate) next_override_due: AtomicI64,
 }
 
 struct Engine {
@@ -107,6 +111,8 @@ struct Engine {
     /// key that holds a value), by key: the snapshot keeps the key's last
     /// good value (or leaves it out) until a good row for it arrives.
     refused: BTreeMap<String, Rejection>,
+    /// The origin the current write stamps instead of the store's own.
+    origin: Option<&'static str>,
 }
 
 /// What local writes are doing, for the watcher's schedule: their own
@@ -233,6 +239,7 @@ impl Core {
                 force_next: None,
                 validators: Validators::default(),
                 refused,
+                origin: None,
             }),
             lives: LiveRegistry::default(),
             counters: Counters::default(),
@@ -240,6 +247,7 @@ impl Core {
             applied: (Mutex::new(seq), Condvar::new()),
             activity: Activity::new(),
             hints: crossbeam_channel::bounded(1),
+            next_override_due: AtomicI64::new(i64::MAX),
         };
         core.counters.applied_seq.store(seq, Ordering::Relaxed);
         let refused_at_open = lock(&core.rejections).len() as u64;
@@ -294,6 +302,19 @@ impl Core {
         &self,
         operation: &'static str,
         retry: bool,
+        op: impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
+    ) -> Result<(R, Option<(i64, i64)>)> {
+        self.write_as(operation, None, retry, op)
+    }
+
+    /// [`Core::write`], with the log rows stamped with `origin` instead of
+    /// the store's own (the store's housekeeping: an expired temporary
+    /// override's restore).
+    pub(crate) fn write_as<R>(
+        &self,
+        operation: &'static str,
+        origin: Option<&'static str>,
+        retry: bool,
         mut op: impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
     ) -> Result<(R, Option<(i64, i64)>)> {
         if self.options.is_read_only() {
@@ -303,8 +324,10 @@ impl Core {
             ));
         }
         let mut guard = self.enter(operation)?;
+        guard.engine.origin = origin;
         self.activity.in_flight.store(true, Ordering::Release);
         let outcome = self.write_entered(&mut guard, retry, &mut op);
+        guard.engine.origin = None;
         if outcome.is_ok() {
             self.activity
                 .last_commit_nanos
@@ -361,6 +384,7 @@ impl Core {
             force_next,
             validators,
             refused,
+            origin: engine_origin,
             ..
         } = engine;
         let Some(connections) = connections.as_mut() else {
@@ -385,7 +409,8 @@ impl Core {
             session,
         )?;
         let value = user_code.run(path, || op(&tx, &pass.snapshot))?;
-        let own = stamp_own_rows(&tx, &record, path, (self.options.origin(), session))?;
+        let origin = engine_origin.unwrap_or(self.options.origin());
+        let own = stamp_own_rows(&tx, &record, path, (origin, session))?;
         let range = own
             .first()
             .zip(own.last())

@@ -3,6 +3,7 @@
 
 pub(crate) mod explain;
 pub(crate) mod history;
+pub(crate) mod overrides;
 mod validation;
 
 use std::path::Path;
@@ -92,6 +93,13 @@ impl Store {
         let read_only = store.is_read_only();
         if let Some(seed) = seed.filter(|_| !read_only) {
             store.seed(&seed)?;
+        }
+        // Temporary overrides that expired while no store ran.
+        if !read_only {
+            let restored = store.core.restore_due_overrides()?;
+            if restored > 0 {
+                log::info!("restored {restored} expired temporary overrides");
+            }
         }
         if let Some(retention) = store.core.options.retention().filter(|_| !read_only) {
             store.prune(retention)?;
@@ -216,8 +224,11 @@ impl Store {
             return self.write_section(key, &value);
         }
         let text = crate::value::to_stored_text(key, &value)?;
+        let path = &self.core.path;
         self.commit("set", |tx, snapshot| {
             writes::check_placement(snapshot, std::iter::once(key))?;
+            // A set cancels a temporary override of the key.
+            crate::db::overrides::remove(tx, path, key)?;
             writes::upsert(tx, key, &text)
         })
     }
@@ -294,7 +305,11 @@ impl Store {
     /// [`Error::InvalidKey`], [`Error::Busy`], [`Error::DatabaseMissing`].
     pub fn unset(&self, key: &str) -> Result<Commit> {
         validate_key(key)?;
-        self.commit("unset", |tx, _| writes::delete_key(tx, key))
+        let path = &self.core.path;
+        self.commit("unset", |tx, _| {
+            crate::db::overrides::remove(tx, path, key)?;
+            writes::delete_key(tx, key)
+        })
     }
 
     /// Removes `prefix` and every key below it (everything for `""`).

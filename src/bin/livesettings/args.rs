@@ -57,6 +57,11 @@ pub enum Command {
         /// A JSON value (strings in double quotes); negative numbers need no `--`
         #[arg(allow_negative_numbers = true)]
         value: String,
+        /// A temporary override: put the previous value back after this
+        /// long (e.g. 90s, 15m, 2h); a running store does it on time, else
+        /// the next one to open
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        for_duration: Option<std::time::Duration>,
         #[command(flatten)]
         schema: SchemaArg,
     },

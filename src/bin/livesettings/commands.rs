@@ -68,7 +68,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             }
         }
-        Command::Set { key, value, schema } => {
+        Command::Set {
+            key,
+            value,
+            for_duration,
+            schema,
+        } => {
             // Check everything before opening: a failed command must not even
             // create the database file.
             livesettings::validate_key(&key)?;
@@ -88,8 +93,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     "nothing to set: '{value}' holds no value (an object writes the section below '{key}', and an empty one writes nothing)"
                 )));
             }
+            if parsed.is_object() && for_duration.is_some() {
+                return Err(Failure::Error(Error::InvalidValue {
+                    key,
+                    reason: "--for sets one value for a while, not a section".to_owned(),
+                }));
+            }
             let store = open_for_writing(&path, &schema)?;
-            let commit = if parsed.is_object() {
+            let commit = if let Some(duration) = for_duration {
+                store.set_for(&key, &parsed, duration)?
+            } else if parsed.is_object() {
                 // `set a.b '{"c":1}'` writes the section below a.b.
                 let mut tree = serde_json::Map::new();
                 tree.insert(key, parsed);
