@@ -336,8 +336,8 @@ impl Store {
     /// assert_eq!(store.keys("physics"), ["physics.damping", "physics.iterations"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn merge<T: Serialize + ?Sized>(&self, tree: &T) -> Result<Commit> {
-        let leaves = writes::stored_leaves(&to_tree(tree)?)?;
+    pub fn merge<T: Serialize + 'static>(&self, tree: &T) -> Result<Commit> {
+        let leaves = writes::stored_leaves(to_tree(tree)?.as_ref())?;
         self.commit("merge", |tx, snapshot| {
             writes::check_placement(snapshot, leaves.iter().map(|(key, _)| key.as_str()))?;
             for (key, text) in &leaves {
@@ -352,8 +352,8 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::merge`].
-    pub fn seed<T: Serialize + ?Sized>(&self, tree: &T) -> Result<Commit> {
-        let leaves = writes::stored_leaves(&to_tree(tree)?)?;
+    pub fn seed<T: Serialize + 'static>(&self, tree: &T) -> Result<Commit> {
+        let leaves = writes::stored_leaves(to_tree(tree)?.as_ref())?;
         self.commit("seed", |tx, snapshot| {
             let missing = leaves.iter().filter(|(key, _)| !snapshot.contains(key));
             writes::check_placement(snapshot, missing.clone().map(|(key, _)| key.as_str()))?;
@@ -595,10 +595,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A serializable tree as JSON, for `merge` and `seed`.
-fn to_tree<T: Serialize + ?Sized>(tree: &T) -> Result<Value> {
-    serde_json::to_value(tree).map_err(|error| Error::InvalidValue {
-        key: String::new(),
-        reason: format!("the tree does not serialize to JSON: {error}"),
-    })
+/// A serializable tree as JSON, for `merge` and `seed`. A `Value` is used
+/// as it is: serializing it again would recurse once per level, and a
+/// hostile document nested thousands deep must get the depth error, not
+/// overflow the stack.
+fn to_tree<T: Serialize + 'static>(tree: &T) -> Result<std::borrow::Cow<'_, Value>> {
+    if let Some(value) = (tree as &dyn std::any::Any).downcast_ref::<Value>() {
+        return Ok(std::borrow::Cow::Borrowed(value));
+    }
+    serde_json::to_value(tree)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|error| Error::InvalidValue {
+            key: String::new(),
+            reason: format!("the tree does not serialize to JSON: {error}"),
+        })
 }
