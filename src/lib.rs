@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+mod async_api;
 mod db;
 mod engine;
 mod error;
@@ -56,6 +58,8 @@ mod watch;
 #[doc(hidden)]
 pub mod bench_internals;
 
+#[cfg(feature = "async")]
+pub use crate::async_api::{Closed, EventStream, LiveWatch};
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::error::{Error, Result};
@@ -81,6 +85,8 @@ pub use crate::value::parse_json_value;
 pub use crate::value::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
 pub use arc_swap::Guard;
 pub use crossbeam_channel::Receiver;
+#[cfg(feature = "async")]
+pub use futures_core::Stream;
 pub use rusqlite;
 pub use rusqlite::Transaction;
 
