@@ -48,7 +48,7 @@ async fn next(events: &mut EventStream, what: &str) -> Option<Event> {
 
 fn physics_store(db: &TempDb) -> Store {
     Options::new()
-        .with_defaults(json!({"physics": {"damping": 0.6}, "render": {"fps": 60}}))
+        .with_seed(json!({"physics": {"damping": 0.6}, "render": {"fps": 60}}))
         .open(&db.path)
         .unwrap()
 }
