@@ -80,7 +80,7 @@ pub(crate) struct Core {
     /// the engine applies passes to.
     pub(crate) snapshot: ArcSwap<Snapshot>,
     /// Environment overrides and registered defaults, fixed at open.
-    pub(crate) layers: Layers,
+    pub(crate) layers: std::sync::Arc<Layers>,
     /// What readers see when there are layers: the database's view with
     /// the layers applied (see `layers.rs`). Unused without layers.
     effective: ArcSwap<Snapshot>,
@@ -223,13 +223,14 @@ impl Core {
         } else {
             layers.effective(&pass.snapshot)
         };
+        let layers = std::sync::Arc::new(layers);
         let core = Core {
             path: path.to_owned(),
             read_only_cause,
             session,
             subscribers: Subscribers::new(options.channel_capacity()),
             options,
-            layers,
+            layers: std::sync::Arc::clone(&layers),
             effective: ArcSwap::from_pointee(effective),
             snapshot: ArcSwap::from_pointee(pass.snapshot),
             engine: Mutex::new(Engine {
@@ -237,7 +238,7 @@ impl Core {
                 resolved,
                 position: pass.position,
                 force_next: None,
-                validators: Validators::default(),
+                validators: Validators::new(std::sync::Arc::clone(&layers)),
                 refused,
                 origin: None,
             }),
@@ -614,7 +615,7 @@ impl Core {
             None => None,
         };
         for registration in registrations {
-            let pending = match check_once(&registration.check, &working) {
+            let pending = match check_once(&registration.check, &working, &self.layers) {
                 Ok(()) => None,
                 Err(reason) => {
                     let served = fallback::serve(
@@ -622,7 +623,7 @@ impl Core {
                         &self.path,
                         &working,
                         &registration,
-                        &self.layers.defaults,
+                        &self.layers,
                     )?;
                     let prefix = registration.prefix.as_str();
                     let keys = validators::changed_keys(&working, &served.snapshot, prefix);
