@@ -25,6 +25,7 @@ use crate::db::change_log::UNDER_PREFIX;
 use crate::engine::validators::{KeyCheck, Registration, check_once};
 use crate::error::{Result, SqliteContext};
 use crate::key::is_under;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 use crate::value::parse_stored_text;
 
@@ -50,9 +51,18 @@ pub(crate) fn serve(
     current: &Snapshot,
     registration: &Registration,
     defaults: &BTreeMap<String, Arc<Value>>,
+    secrets: &SharedSecrets,
 ) -> Result<Served> {
     match &registration.per_key {
-        Some(per_key) => serve_keys(conn, path, current, registration, per_key, defaults),
+        Some(per_key) => serve_keys(
+            conn,
+            path,
+            current,
+            registration,
+            per_key,
+            defaults,
+            secrets,
+        ),
         None => serve_section(conn, path, current, registration, defaults),
     }
 }
@@ -64,6 +74,7 @@ fn serve_keys(
     registration: &Registration,
     per_key: &KeyCheck,
     defaults: &BTreeMap<String, Arc<Value>>,
+    secrets: &SharedSecrets,
 ) -> Result<Served> {
     let refused: Vec<String> = current
         .entries(&registration.prefix)
@@ -91,14 +102,21 @@ fn serve_keys(
         });
         let (value, served) = match logged {
             Some((seq, Some(value))) => {
-                let served = format!("'{key}' = {value} (its value as of seq {})", seq - 1);
+                let served = format!(
+                    "'{key}' = {} (its value as of seq {})",
+                    secrets.display(&key, &value),
+                    seq - 1
+                );
                 (Some(value), served)
             }
             Some((seq, None)) => (None, format!("'{key}' absent (as of seq {})", seq - 1)),
             None => {
                 match default_leaf(defaults, &key).filter(|value| per_key(&key, value).is_none()) {
                     Some(value) => {
-                        let served = format!("'{key}' = {value} from the defaults");
+                        let served = format!(
+                            "'{key}' = {} from the defaults",
+                            secrets.display(&key, &value)
+                        );
                         (Some(value), served)
                     }
                     None => (None, format!("'{key}' withheld (no accepted value logged)")),

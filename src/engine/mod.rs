@@ -38,7 +38,7 @@ pub(crate) mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -53,6 +53,7 @@ use crate::events::{Event, Rejection, ReloadReason};
 use crate::layers::Layers;
 use crate::live::LiveRegistry;
 use crate::options::Options;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 use crate::stats::Counters;
 use catch_up::catch_up;
@@ -93,6 +94,9 @@ pub(crate) struct Core {
     pub(crate) activity: Activity,
     /// Wakes the watcher (file events, and writes that may have hidden one).
     pub(crate) hints: (Sender<()>, Receiver<()>),
+    /// The secret key patterns: log lines and rejection reasons show their
+    /// values as the redaction marker.
+    pub(crate) secrets: Arc<SharedSecrets>,
 }
 
 struct Engine {
@@ -240,6 +244,7 @@ impl Core {
             applied: (Mutex::new(seq), Condvar::new()),
             activity: Activity::new(),
             hints: crossbeam_channel::bounded(1),
+            secrets: Arc::default(),
         };
         core.counters.applied_seq.store(seq, Ordering::Relaxed);
         let refused_at_open = lock(&core.rejections).len() as u64;
@@ -393,7 +398,7 @@ impl Core {
         add_own_rows(&mut pass, &own, session);
         if !own.is_empty() {
             let local_keys: Vec<&str> = own.iter().map(|row| row.key.as_str()).collect();
-            validators.check_local(&tx, path, &pass.snapshot, &local_keys)?;
+            validators.check_local(&tx, path, &pass.snapshot, &local_keys, &self.secrets)?;
         }
         validators.enforce(&tx, path, &base, &mut pass)?;
         tx.commit()
@@ -598,6 +603,7 @@ impl Core {
                         &working,
                         &registration,
                         &self.layers.defaults,
+                        &self.secrets,
                     )?;
                     let prefix = registration.prefix.as_str();
                     let keys = validators::changed_keys(&working, &served.snapshot, prefix);
