@@ -536,3 +536,20 @@ fn a_typed_validator_refusing_a_secret_section_does_not_quote_its_value() {
     let error = store.set("port", &"eighty").unwrap_err().to_string();
     assert!(error.contains("eighty"), "{error}");
 }
+
+#[test]
+fn watch_from_a_pruned_seq_prints_the_full_state_with_secret_values_redacted() {
+    let db = db_with_secrets();
+    cli_ok(&db.path, &["set", "db.host", "\"db3.example\""]);
+    cli_ok(&db.path, &["prune", "--keep", "1"]);
+    for args in [
+        &["watch", "--from", "1"][..],
+        &["-vv", "watch", "--json", "--from", "1"],
+    ] {
+        let mut watch = Watch::spawn(&db.path, args, &[]);
+        watch.saw(&["err: ", "pruned"]);
+        watch.saw(&["out: ", "db.password", "<redacted>"]);
+        watch.saw(&["out: ", "db.host", "db3.example"]);
+        watch.assert_nothing_leaked();
+    }
+}
