@@ -22,6 +22,7 @@ use crate::db::change_log::UNDER_PREFIX;
 use crate::engine::validators::{KeyCheck, Registration, check_once};
 use crate::error::{Result, SqliteContext};
 use crate::layers::Layers;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 use crate::value::parse_stored_text;
 
@@ -47,9 +48,10 @@ pub(crate) fn serve(
     current: &Snapshot,
     registration: &Registration,
     layers: &Layers,
+    secrets: &SharedSecrets,
 ) -> Result<Served> {
     match &registration.per_key {
-        Some(per_key) => serve_keys(conn, path, current, registration, per_key, layers),
+        Some(per_key) => serve_keys(conn, path, current, registration, per_key, layers, secrets),
         None => serve_section(conn, path, current, registration, layers),
     }
 }
@@ -61,6 +63,7 @@ fn serve_keys(
     registration: &Registration,
     per_key: &KeyCheck,
     layers: &Layers,
+    secrets: &SharedSecrets,
 ) -> Result<Served> {
     let refused: Vec<String> = current
         .entries(&registration.prefix)
@@ -88,14 +91,24 @@ fn serve_keys(
         });
         let (value, served) = match logged {
             Some((seq, Some(value))) => {
-                let served = format!("'{key}' = {value} (its value as of seq {})", seq - 1);
+                let served = format!(
+                    "'{key}' = {} (its value as of seq {})",
+                    secrets.display(&key, &value),
+                    seq - 1
+                );
                 (Some(value), served)
             }
             Some((seq, None)) => (None, format!("'{key}' absent (as of seq {})", seq - 1)),
             // Left out of the database's view: readers see the default
             // through the defaults layer, if there is one.
             None => match layers.defaults.get(&key) {
-                Some(value) => (None, format!("'{key}' = {value} from the defaults")),
+                Some(value) => {
+                    let served = format!(
+                        "'{key}' = {} from the defaults",
+                        secrets.display(&key, value)
+                    );
+                    (None, served)
+                }
                 None => (None, format!("'{key}' withheld (no accepted value logged)")),
             },
         };

@@ -39,7 +39,7 @@ pub(crate) mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -54,6 +54,7 @@ use crate::events::{Event, Rejection, ReloadReason};
 use crate::layers::Layers;
 use crate::live::LiveRegistry;
 use crate::options::Options;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 use crate::stats::Counters;
 use catch_up::catch_up;
@@ -97,6 +98,9 @@ pub(crate) struct Core {
     /// When the earliest temporary override is due, in ms since the Unix
     /// epoch (`i64::MAX`: none known); see `engine/overrides.rs`.
     pub(crate) next_override_due: AtomicI64,
+    /// The secret key patterns: log lines and rejection reasons show their
+    /// values as the redaction marker.
+    pub(crate) secrets: Arc<SharedSecrets>,
 }
 
 struct Engine {
@@ -249,6 +253,7 @@ impl Core {
             activity: Activity::new(),
             hints: crossbeam_channel::bounded(1),
             next_override_due: AtomicI64::new(i64::MAX),
+            secrets: Arc::default(),
         };
         core.counters.applied_seq.store(seq, Ordering::Relaxed);
         let refused_at_open = lock(&core.rejections).len() as u64;
@@ -419,7 +424,7 @@ impl Core {
         add_own_rows(&mut pass, &own, session);
         if !own.is_empty() {
             let local_keys: Vec<&str> = own.iter().map(|row| row.key.as_str()).collect();
-            validators.check_local(&tx, path, &pass.snapshot, &local_keys)?;
+            validators.check_local(&tx, path, &pass.snapshot, &local_keys, &self.secrets)?;
         }
         validators.enforce(&tx, path, &base, &mut pass)?;
         tx.commit()
@@ -624,6 +629,7 @@ impl Core {
                         &working,
                         &registration,
                         &self.layers,
+                        &self.secrets,
                     )?;
                     let prefix = registration.prefix.as_str();
                     let keys = validators::changed_keys(&working, &served.snapshot, prefix);

@@ -24,6 +24,7 @@ use crate::engine::pass::Pass;
 use crate::error::{Error, Result};
 use crate::events::{Change, Event, Rejection, Source};
 use crate::key::is_under;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 
 /// A section check: `Err(reason)` when the section is invalid.
@@ -103,6 +104,7 @@ impl Validators {
         path: &Path,
         candidate: &Snapshot,
         local_keys: &[&str],
+        secrets: &SharedSecrets,
     ) -> Result<()> {
         for validator in &self.list {
             if let Some(per_key) = &validator.per_key {
@@ -116,7 +118,10 @@ impl Validators {
                         if let Some(reason) = per_key(key, value) {
                             return Err(Error::Rejected {
                                 key: (*key).to_owned(),
-                                reason: format!("value {value} is {reason}"),
+                                reason: format!(
+                                    "value {} is {reason}",
+                                    secrets.display(key, value)
+                                ),
                             });
                         }
                     }
@@ -134,9 +139,10 @@ impl Validators {
                 read_section(conn, path, &validator.prefix)?,
             );
             if let Err(reason) = run_check(validator, &committed, &self.layers) {
-                let value = committed
-                    .get_json(key)
-                    .map_or_else(|| "removed".to_owned(), |value| format!("value {value}"));
+                let value = committed.get_json(key).map_or_else(
+                    || "removed".to_owned(),
+                    |value| format!("value {}", secrets.display(key, value)),
+                );
                 return Err(Error::Rejected {
                     key: (*key).to_owned(),
                     reason: format!("{value}: section '{}' {reason}", validator.prefix),

@@ -24,6 +24,11 @@ pub struct Cli {
     )]
     pub env_prefix: Option<String>,
 
+    /// Print the values of secret keys (rules marked "secret": true)
+    /// instead of {"<redacted>":true}; logs never show them
+    #[arg(long, global = true)]
+    pub show_secrets: bool,
+
     /// More log output on stderr (-v info, -vv debug); RUST_LOG=LEVEL also works
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -48,6 +53,8 @@ pub enum Command {
     Get {
         /// A dotted key or section prefix
         key: String,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Set KEY to a JSON VALUE and print the committed seq.
     /// VALUE is JSON: 0.95, true, [1,2], and a string needs JSON quotes: '"#ff0000"'
@@ -106,6 +113,8 @@ pub enum Command {
         /// Write to FILE instead of standard output
         #[arg(long, short, value_name = "FILE", conflicts_with = "layers")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Print every change as it is applied, until interrupted (Ctrl-C)
     Watch {
@@ -136,6 +145,8 @@ pub enum Command {
     Explain {
         /// A dotted key
         key: String,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Print the change history of KEY (oldest first)
     History {
@@ -150,6 +161,8 @@ pub enum Command {
         /// One JSON object per line
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Undo the change at SEQ (a new forward change), or with --to, restore
     /// every key to its value as of SEQ
@@ -207,8 +220,8 @@ pub struct Seed {
 }
 
 /// Where the validation rules come from: `watch` and `check` judge the
-/// settings with them, and every writing command refuses a write they
-/// refuse.
+/// settings with them, every writing command refuses a write they
+/// refuse, and the reading commands redact the keys they mark secret.
 #[derive(clap::Args, Debug)]
 pub struct SchemaArg {
     /// Rules file (see the README) [default: $SETTINGS_SCHEMA_PATH, else

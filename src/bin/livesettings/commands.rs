@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-use livesettings::{Error, Options, Retention, Rules, Store, WatchMode};
+use livesettings::{Error, Options, Retention, Rules, Secrets, Store, WatchMode};
 use serde_json::Value;
 
 use crate::args::{Cli, Command, SchemaArg, Seed};
@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let (true, Some(prefix)) = (reads_layers, &cli.env_prefix) {
         let _ = ENV_PREFIX.set(prefix.clone());
     }
+    let show_secrets = cli.show_secrets;
     match cli.command {
         Command::Init { seed, adopt } => {
             let mut options = options(WatchMode::Off);
@@ -55,11 +56,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             ))?;
             store.close()?;
         }
-        Command::Get { key } => {
+        Command::Get { key, schema } => {
             livesettings::validate_prefix(&key)?;
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             match store.subtree(&key)? {
-                Some(value) => out(&pretty(&value))?,
+                Some(value) => out(&pretty(&secrets.tree(&key, &value)))?,
                 None => {
                     return Err(Failure::Missing(format!(
                         "no key or section '{key}' in {}",
@@ -167,13 +170,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             layers,
             format,
             output,
+            schema,
         } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             if layers {
                 let mut listed = serde_json::Map::new();
                 for (key, value, layer) in store.provenance(&prefix)? {
+                    let value = secrets.value(&key, &value);
                     let mut entry =
                         serde_json::json!({"value": value, "layer": layer_name(&layer)});
                     if let livesettings::Layer::Env(variable) = layer {
@@ -203,6 +210,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             // `-o -` is standard output, as `import -` is standard input.
             let output = output.filter(|file| file.as_os_str() != "-");
+            let tree = secrets.tree(&prefix, &tree);
             let text = Format::choose(format, output.as_deref()).render(&prefix, &tree)?;
             match output {
                 Some(file) => write_document(&file, &text)?,
@@ -246,23 +254,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 store.add_rules(&rules)?;
             }
             seed_defaults(&store, &seed)?;
-            output::watch(store, &prefix, json, from, commits)?;
+            let secrets = secrets(&store, None, show_secrets)?;
+            output::watch(store, &prefix, json, from, commits, &secrets)?;
         }
-        Command::Explain { key } => {
+        Command::Explain { key, schema } => {
             livesettings::validate_key(&key)?;
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             let explained = store.explain(&key)?;
+            let shown = |value: Option<&Value>| secrets.optional(&key, value);
             let last = explained.last_change.as_ref().map(|entry| {
                 serde_json::json!({"seq": entry.seq, "at": entry.at, "origin": entry.origin})
             });
             let report = serde_json::json!({
                 "key": explained.key,
-                "value": explained.value,
+                "value": shown(explained.value.as_ref()),
                 "layer": explained.layer.as_ref().map(layer_name),
-                "env": explained.env.as_ref().map(|(variable, value)| serde_json::json!({"variable": variable, "value": value})),
-                "database": explained.database,
+                "env": explained.env.as_ref().map(|(variable, value)| serde_json::json!({"variable": variable, "value": shown(Some(value))})),
+                "database": shown(explained.database.as_ref()),
                 "last_change": last,
-                "default": explained.default,
+                "default": shown(explained.default.as_ref()),
                 "shadowed": explained.shadowed,
             });
             out(&pretty(&report))?;
@@ -277,8 +289,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             limit,
             prefix,
             json,
+            schema,
         } => {
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             let entries = if prefix {
                 store.section_history(&key, limit)?
             } else {
@@ -303,7 +318,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             }
             for entry in entries {
-                out(&output::history_line(&entry, json))?;
+                out(&output::history_line(&secrets.history_entry(&entry), json))?;
             }
         }
         Command::Revert { seq, to, schema } => {
@@ -341,7 +356,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Check { schema } => {
             let store = open_read_only(&path)?;
-            let Some(rules) = load_rules(&path, &schema)? else {
+            let rules = load_rules(&path, &schema)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
+            let Some(rules) = rules else {
                 out(&format!(
                     "no schemas registered (give --schema FILE, set SETTINGS_SCHEMA_PATH, or put {} beside the database)",
                     schema_default(&path).display()
@@ -352,7 +369,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             for violation in &violations {
                 out(&format!(
                     "{}: {} is {}",
-                    violation.key, violation.value, violation.reason
+                    violation.key,
+                    secrets.display(&violation.key, &violation.value),
+                    violation.reason
                 ))?;
             }
             if !violations.is_empty() {
@@ -439,6 +458,25 @@ fn options(watch: WatchMode) -> Options {
         Some(prefix) => options.with_env_prefix(prefix.as_str()),
         None => options,
     }
+}
+
+/// What a command that prints values redacts: the secret patterns of
+/// `rules` are registered on `store` first (so that its log lines hide
+/// those values too, whatever `show`), then every secret the store knows,
+/// or nothing with `--show-secrets`.
+fn secrets(store: &Store, rules: Option<&Rules>, show: bool) -> Result<Secrets, Error> {
+    for pattern in rules
+        .map(Secrets::from_rules)
+        .unwrap_or_default()
+        .patterns()
+    {
+        store.mark_secret(pattern)?;
+    }
+    Ok(if show {
+        Secrets::new()
+    } else {
+        store.secrets()
+    })
 }
 
 fn layer_name(layer: &livesettings::Layer) -> &'static str {
