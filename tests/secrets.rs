@@ -553,3 +553,15 @@ fn watch_from_a_pruned_seq_prints_the_full_state_with_secret_values_redacted() {
         watch.assert_nothing_leaked();
     }
 }
+
+#[test]
+fn a_secret_value_that_is_not_json_is_refused_without_echoing_it() {
+    let db = db_with_secrets();
+    // Forgotten quotes: not JSON. The error must not repeat the value.
+    let stderr = text(&cli(&db.path, &["set", "db.password", PASSWORD])).1;
+    assert!(stderr.contains("db.password"), "{stderr}");
+    assert_hidden(&db.path, &["set", "db.password", PASSWORD], 2);
+    // A key that is not secret still gets the helpful echo.
+    let plain = text(&cli(&db.path, &["set", "db.host", "plain-text"])).1;
+    assert!(plain.contains("plain-text"), "{plain}");
+}

@@ -80,14 +80,25 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             // Check everything before opening: a failed command must not even
             // create the database file.
             livesettings::validate_key(&key)?;
+            // A secret key's value is never echoed, not even in an error.
+            let secret = load_rules(&path, &schema)?
+                .is_some_and(|rules| livesettings::Secrets::from_rules(&rules).is_secret(&key));
             // Integers that JSON numbers would round are refused, not rounded.
             let parsed: Value =
                 livesettings::parse_json_value(&key, &value).map_err(|error| match error {
+                    Error::Json { .. } if secret => Error::InvalidValue {
+                        key: key.clone(),
+                        reason: "the value (secret, not shown) is not JSON; a string needs JSON quotes".to_owned(),
+                    },
                     Error::Json { source, .. } => Error::InvalidValue {
                         key: key.clone(),
                         reason: format!(
                             "'{value}' is not JSON ({source}); a string needs JSON quotes, e.g. '\"{value}\"'"
                         ),
+                    },
+                    Error::InvalidValue { key, .. } if secret => Error::InvalidValue {
+                        key,
+                        reason: "the value (secret, not shown) cannot be stored as it is".to_owned(),
                     },
                     other => other,
                 })?;
