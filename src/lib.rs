@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+mod async_api;
 mod db;
 mod engine;
 mod error;
@@ -46,6 +48,7 @@ mod layers;
 mod live;
 mod options;
 mod rules;
+pub mod secrets;
 mod snapshot;
 mod stats;
 mod store;
@@ -56,6 +59,8 @@ mod watch;
 #[doc(hidden)]
 pub mod bench_internals;
 
+#[cfg(feature = "async")]
+pub use crate::async_api::{Closed, EventStream, LiveWatch};
 pub use crate::db::checkpoints::{Checkpoint, MAX_CHECKPOINT_NAME_BYTES, validate_checkpoint_name};
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;
@@ -72,16 +77,20 @@ pub use crate::key::{MAX_KEY_BYTES, validate_key, validate_prefix};
 pub use crate::live::Live;
 pub use crate::options::{Durability, Options, WatchMode};
 pub use crate::rules::{Rule, Rules, Violation};
+pub use crate::secrets::{REDACTED, Secrets, is_redacted, redact, redacted};
 pub use crate::snapshot::Snapshot;
 pub use crate::stats::Stats;
 pub use crate::store::explain::Explanation;
 pub use crate::store::history::Resumed;
+pub use crate::store::overrides::PendingOverride;
 pub use crate::store::plan::{Plan, PlannedChange};
 pub use crate::store::{Commit, Store};
 pub use crate::value::parse_json_value;
 pub use crate::value::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH, flatten, unflatten};
 pub use arc_swap::Guard;
 pub use crossbeam_channel::Receiver;
+#[cfg(feature = "async")]
+pub use futures_core::Stream;
 pub use rusqlite;
 pub use rusqlite::Transaction;
 

@@ -30,7 +30,7 @@ use crate::snapshot::Snapshot;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Live<T> {
-    slot: Arc<LiveSlot<T>>,
+    pub(crate) slot: Arc<LiveSlot<T>>,
 }
 
 impl<T> Clone for Live<T> {
@@ -71,12 +71,18 @@ pub(crate) struct LiveSlot<T> {
     prefix: String,
     value: ArcSwap<T>,
     error: Mutex<Option<String>>,
+    /// The rebuild count and the async watchers to wake (feature `async`).
+    #[cfg(feature = "async")]
+    pub(crate) versions: crate::async_api::Versions,
 }
 
 /// The type-erased side the store keeps to refresh handles.
 pub(crate) trait Refresh: Send + Sync {
     fn prefix(&self) -> &str;
     fn refresh(&self, snapshot: &Snapshot);
+    /// The store is gone: no rebuild will come (wakes async watchers).
+    #[cfg(feature = "async")]
+    fn close(&self);
 }
 
 impl<T: DeserializeOwned + Send + Sync> Refresh for LiveSlot<T> {
@@ -100,6 +106,8 @@ impl<T: DeserializeOwned + Send + Sync> Refresh for LiveSlot<T> {
             Ok(value) => {
                 self.value.store(Arc::new(value));
                 *error = None;
+                #[cfg(feature = "async")]
+                self.versions.bump();
             }
             Err(failure) => {
                 log::warn!(
@@ -109,6 +117,11 @@ impl<T: DeserializeOwned + Send + Sync> Refresh for LiveSlot<T> {
                 *error = Some(failure.to_string());
             }
         }
+    }
+
+    #[cfg(feature = "async")]
+    fn close(&self) {
+        self.versions.close();
     }
 }
 
@@ -130,6 +143,8 @@ impl LiveRegistry {
             prefix: prefix.to_owned(),
             value: ArcSwap::from_pointee(value),
             error: Mutex::new(None),
+            #[cfg(feature = "async")]
+            versions: crate::async_api::Versions::default(),
         });
         let erased: Arc<dyn Refresh> = slot.clone();
         self.lock().push(Arc::downgrade(&erased));
@@ -157,5 +172,16 @@ impl LiveRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<dyn Refresh>>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The store owns the registry: when it is dropped, async watchers learn
+/// that no rebuild will come.
+#[cfg(feature = "async")]
+impl Drop for LiveRegistry {
+    fn drop(&mut self) {
+        for slot in self.lock().iter().filter_map(Weak::upgrade) {
+            slot.close();
+        }
     }
 }

@@ -12,6 +12,10 @@
 //! `keys` is a dotted pattern where `*` matches one segment and `**` one or
 //! more. `type` is one of `number`, `integer`, `string`, `boolean`, `array`,
 //! `null`; `minimum` / `maximum` bound numbers; `enum` lists allowed values.
+//! `"secret": true` marks the matching keys (and the keys below them) as
+//! secret: outputs redact their values and logs never show them (see
+//! [`crate::secrets`]); a rule may be secret only, with no constraint:
+//! `{"keys": "db.password", "secret": true}`.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -45,6 +49,9 @@ pub struct Rule {
     /// The allowed values.
     #[serde(rename = "enum")]
     pub allowed: Option<Vec<Value>>,
+    /// Whether the matching keys hold secrets (see [`crate::secrets`]).
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// One value that breaks a rule.
@@ -64,13 +71,18 @@ impl Rules {
     ///
     /// # Errors
     /// [`Error::Json`] for malformed JSON or unknown fields,
-    /// [`Error::InvalidOption`] for an unknown `type`.
+    /// [`Error::InvalidOption`] for an unknown `type`, or a secret rule
+    /// whose `keys` is not a key pattern.
     pub fn from_json(text: &str) -> Result<Rules> {
         let rules: Rules = serde_json::from_str(text).map_err(|source| Error::Json {
             context: "cannot read the rules".to_owned(),
             source,
         })?;
         for rule in &rules.rules {
+            if rule.secret {
+                // A secret pattern that matches nothing would hide nothing.
+                crate::secrets::Secrets::new().add(&rule.keys)?;
+            }
             if let Some(kind) = &rule.kind {
                 if !matches!(
                     kind.as_str(),
@@ -166,9 +178,18 @@ impl Rule {
         }
         None
     }
+
+    /// Whether the rule constrains values at all (a secret-only rule does
+    /// not).
+    pub(crate) fn constrains(&self) -> bool {
+        self.kind.is_some()
+            || self.minimum.is_some()
+            || self.maximum.is_some()
+            || self.allowed.is_some()
+    }
 }
 
-fn segments_match(pattern: &[&str], key: &[&str]) -> bool {
+pub(crate) fn segments_match(pattern: &[&str], key: &[&str]) -> bool {
     match (pattern.first(), key.first()) {
         (None, None) => true,
         (Some(&"**"), Some(_)) => {
@@ -214,5 +235,13 @@ mod tests {
         assert_eq!(keys, ["g.b.damping", "ctx", "flags.x.y"]);
         assert!(Rules::from_json(r#"{"rules": [{"keys": "a", "type": "float"}]}"#).is_err());
         assert!(Rules::from_json(r#"{"rules": [{"keys": "a", "max": 1}]}"#).is_err());
+    }
+
+    #[test]
+    fn a_rule_may_be_secret_only() {
+        let rules =
+            Rules::from_json(r#"{"rules": [{"keys": "db.password", "secret": true}]}"#).unwrap();
+        assert!(rules.rules[0].secret && !rules.rules[0].constrains());
+        assert!(Rules::from_json(r#"{"rules": [{"keys": "a b", "secret": true}]}"#).is_err());
     }
 }

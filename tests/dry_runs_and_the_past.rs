@@ -681,3 +681,32 @@ fn checkpoints_are_meta_rows_every_process_sees_and_need_no_schema_change() {
     assert!(store.delete_checkpoint("from-the-library").unwrap());
     assert_eq!(cli_ok(&db.path, &["checkpoint", "--list"]), "");
 }
+
+#[test]
+fn diff_and_dry_runs_redact_secret_values() {
+    let db = TempDb::new();
+    cli_ok(&db.path, &["set", "db.password", r#""hunter2""#]);
+    cli_ok(&db.path, &["checkpoint", "before"]);
+    std::fs::write(
+        db.sibling("settings.db.schema.json"),
+        r#"{"rules":[{"keys":"db.password","secret":true}]}"#,
+    )
+    .unwrap();
+    let dry = cli(
+        &db.path,
+        &["set", "db.password", r#""swordfish""#, "--dry-run"],
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    cli_ok(&db.path, &["set", "db.password", r#""swordfish""#]);
+    let diff = cli(&db.path, &["diff", "before", "--json"]);
+    assert!(diff.status.success(), "{}", stderr(&diff));
+    for output in [&dry, &diff] {
+        let printed = stdout(output) + &stderr(output);
+        assert!(printed.contains("db.password"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("swordfish"),
+            "{printed}"
+        );
+        assert!(printed.contains("<redacted>"), "{printed}");
+    }
+}

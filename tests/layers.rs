@@ -263,3 +263,37 @@ fn a_store_without_layers_reads_the_database_view() {
     assert!(!explained.shadowed);
     assert_eq!(explained.default, None);
 }
+
+#[test]
+fn a_typed_validator_judges_the_section_as_readers_see_it_with_its_defaults() {
+    let db = TempDb::new();
+    let store = Options::new()
+        .with_defaults_of::<Server>("server")
+        .unwrap()
+        .open(&db.path)
+        .unwrap();
+    store
+        .add_validator::<Server>("server", |server| {
+            if server.port == 1 {
+                Err("port 1 is reserved".to_owned())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+    assert!(store.rejected().is_empty(), "{:?}", store.rejected());
+    // Only one field stored: the default fills the other for the check.
+    store.set("server.port", &8080).unwrap();
+    assert_eq!(
+        store.get::<String>("server.host").unwrap().as_deref(),
+        Some("")
+    );
+    assert!(store.set("server.port", &1).is_err());
+    // A foreign write the validator refuses is kept out as usual.
+    sqlite3(
+        &db.path,
+        "UPDATE settings SET value = '1' WHERE key = 'server.port'",
+    );
+    wait_until("the refusal", || !store.rejected().is_empty());
+    assert_eq!(store.get::<u16>("server.port").unwrap(), Some(8080));
+}

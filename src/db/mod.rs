@@ -7,6 +7,7 @@ pub(crate) mod diagnose;
 pub(crate) mod file_id;
 pub(crate) mod history;
 pub(crate) mod identify;
+pub(crate) mod overrides;
 pub(crate) mod schema;
 pub(crate) mod side_files;
 pub(crate) mod writes;

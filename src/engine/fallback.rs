@@ -14,17 +14,15 @@
 //! `rejected()` and a `Rejected` event, and cleared by the first write that
 //! makes the section valid.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use rusqlite::Connection;
-use serde_json::Value;
 
 use crate::db::change_log::UNDER_PREFIX;
 use crate::engine::validators::{KeyCheck, Registration, check_once};
 use crate::error::{Result, SqliteContext};
-use crate::key::is_under;
+use crate::layers::Layers;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 use crate::value::parse_stored_text;
 
@@ -49,11 +47,12 @@ pub(crate) fn serve(
     path: &Path,
     current: &Snapshot,
     registration: &Registration,
-    defaults: &BTreeMap<String, Arc<Value>>,
+    layers: &Layers,
+    secrets: &SharedSecrets,
 ) -> Result<Served> {
     match &registration.per_key {
-        Some(per_key) => serve_keys(conn, path, current, registration, per_key, defaults),
-        None => serve_section(conn, path, current, registration, defaults),
+        Some(per_key) => serve_keys(conn, path, current, registration, per_key, layers, secrets),
+        None => serve_section(conn, path, current, registration, layers),
     }
 }
 
@@ -63,7 +62,8 @@ fn serve_keys(
     current: &Snapshot,
     registration: &Registration,
     per_key: &KeyCheck,
-    defaults: &BTreeMap<String, Arc<Value>>,
+    layers: &Layers,
+    secrets: &SharedSecrets,
 ) -> Result<Served> {
     let refused: Vec<String> = current
         .entries(&registration.prefix)
@@ -91,19 +91,26 @@ fn serve_keys(
         });
         let (value, served) = match logged {
             Some((seq, Some(value))) => {
-                let served = format!("'{key}' = {value} (its value as of seq {})", seq - 1);
+                let served = format!(
+                    "'{key}' = {} (its value as of seq {})",
+                    secrets.display(&key, &value),
+                    seq - 1
+                );
                 (Some(value), served)
             }
             Some((seq, None)) => (None, format!("'{key}' absent (as of seq {})", seq - 1)),
-            None => {
-                match default_leaf(defaults, &key).filter(|value| per_key(&key, value).is_none()) {
-                    Some(value) => {
-                        let served = format!("'{key}' = {value} from the defaults");
-                        (Some(value), served)
-                    }
-                    None => (None, format!("'{key}' withheld (no accepted value logged)")),
+            // Left out of the database's view: readers see the default
+            // through the defaults layer, if there is one.
+            None => match layers.defaults.get(&key) {
+                Some(value) => {
+                    let served = format!(
+                        "'{key}' = {} from the defaults",
+                        secrets.display(&key, value)
+                    );
+                    (None, served)
                 }
-            }
+                None => (None, format!("'{key}' withheld (no accepted value logged)")),
+            },
         };
         snapshot = snapshot.with_change(&key, value)?;
         how.push(served);
@@ -120,7 +127,7 @@ fn serve_section(
     path: &Path,
     current: &Snapshot,
     registration: &Registration,
-    defaults: &BTreeMap<String, Arc<Value>>,
+    layers: &Layers,
 ) -> Result<Served> {
     let prefix = registration.prefix.as_str();
     let rows = match conn {
@@ -143,7 +150,11 @@ fn serve_section(
             continue;
         };
         candidate = next;
-        if check_once(&registration.check, &candidate).is_ok() {
+        if candidate.keys(prefix).next().is_none() {
+            // Undone to nothing stored: that is the withheld state below.
+            break;
+        }
+        if check_once(&registration.check, &candidate, layers).is_ok() {
             return Ok(Served {
                 snapshot: candidate,
                 how: format!("serving the section as of seq {}", seq - 1),
@@ -151,22 +162,24 @@ fn serve_section(
             });
         }
     }
-    if let Some(pairs) = default_section(defaults, prefix) {
-        let candidate = current.with_section(prefix, pairs);
-        if check_once(&registration.check, &candidate).is_ok() {
-            return Ok(Served {
-                snapshot: candidate,
-                how: "serving the section from the defaults".to_owned(),
-                refused_seq,
-            });
-        }
-    }
-    Ok(Served {
-        snapshot: current.with_section(prefix, Vec::new()),
-        how: format!(
+    // Left out of the database's view: readers see the section's defaults
+    // through the defaults layer, if it has any.
+    let candidate = current.with_section(prefix, Vec::new());
+    let has_defaults = layers
+        .defaults
+        .keys()
+        .any(|key| crate::key::is_under(prefix, key));
+    let how = if has_defaults && check_once(&registration.check, &candidate, layers).is_ok() {
+        "serving the section from the defaults".to_owned()
+    } else {
+        format!(
             "the section is withheld (no state within its newest {SEARCH_ROWS} logged changes, \
              nor the defaults, passes)"
-        ),
+        )
+    };
+    Ok(Served {
+        snapshot: candidate,
+        how,
         refused_seq,
     })
 }
@@ -221,22 +234,4 @@ fn section_rows(
         .context(path, "cannot read the change log")?;
     rows.collect::<rusqlite::Result<_>>()
         .context(path, "cannot read the change log")
-}
-
-/// The default of `key`, when there is one.
-fn default_leaf(defaults: &BTreeMap<String, Arc<Value>>, key: &str) -> Option<Value> {
-    defaults.get(key).map(|value| value.as_ref().clone())
-}
-
-/// The defaults at or below `prefix`.
-fn default_section(
-    defaults: &BTreeMap<String, Arc<Value>>,
-    prefix: &str,
-) -> Option<Vec<(Arc<str>, Arc<Value>)>> {
-    let pairs: Vec<_> = defaults
-        .iter()
-        .filter(|(key, _)| is_under(prefix, key))
-        .map(|(key, value)| (Arc::from(key.as_str()), Arc::clone(value)))
-        .collect();
-    (!pairs.is_empty()).then_some(pairs)
 }

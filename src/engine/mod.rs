@@ -28,6 +28,7 @@ pub(crate) mod catch_up;
 pub(crate) mod connections;
 pub(crate) mod fallback;
 pub(crate) mod opening;
+pub(crate) mod overrides;
 pub(crate) mod pass;
 pub(crate) mod reader;
 pub(crate) mod reentrancy;
@@ -37,8 +38,8 @@ pub(crate) mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -53,6 +54,7 @@ use crate::events::{Event, Rejection, ReloadReason};
 use crate::layers::Layers;
 use crate::live::LiveRegistry;
 use crate::options::Options;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 use crate::stats::Counters;
 use catch_up::catch_up;
@@ -79,7 +81,7 @@ pub(crate) struct Core {
     /// the engine applies passes to.
     pub(crate) snapshot: ArcSwap<Snapshot>,
     /// Environment overrides and registered defaults, fixed at open.
-    pub(crate) layers: Layers,
+    pub(crate) layers: std::sync::Arc<Layers>,
     /// What readers see when there are layers: the database's view with
     /// the layers applied (see `layers.rs`). Unused without layers.
     effective: ArcSwap<Snapshot>,
@@ -93,6 +95,12 @@ pub(crate) struct Core {
     pub(crate) activity: Activity,
     /// Wakes the watcher (file events, and writes that may have hidden one).
     pub(crate) hints: (Sender<()>, Receiver<()>),
+    /// When the earliest temporary override is due, in ms since the Unix
+    /// epoch (`i64::MAX`: none known); see `engine/overrides.rs`.
+    pub(crate) next_override_due: AtomicI64,
+    /// The secret key patterns: log lines and rejection reasons show their
+    /// values as the redaction marker.
+    pub(crate) secrets: Arc<SharedSecrets>,
 }
 
 struct Engine {
@@ -107,6 +115,8 @@ struct Engine {
     /// key that holds a value), by key: the snapshot keeps the key's last
     /// good value (or leaves it out) until a good row for it arrives.
     refused: BTreeMap<String, Rejection>,
+    /// The origin the current write stamps instead of the store's own.
+    origin: Option<&'static str>,
 }
 
 /// What local writes are doing, for the watcher's schedule: their own
@@ -217,13 +227,14 @@ impl Core {
         } else {
             layers.effective(&pass.snapshot)
         };
+        let layers = std::sync::Arc::new(layers);
         let core = Core {
             path: path.to_owned(),
             read_only_cause,
             session,
             subscribers: Subscribers::new(options.channel_capacity()),
             options,
-            layers,
+            layers: std::sync::Arc::clone(&layers),
             effective: ArcSwap::from_pointee(effective),
             snapshot: ArcSwap::from_pointee(pass.snapshot),
             engine: Mutex::new(Engine {
@@ -231,8 +242,9 @@ impl Core {
                 resolved,
                 position: pass.position,
                 force_next: None,
-                validators: Validators::default(),
+                validators: Validators::new(std::sync::Arc::clone(&layers)),
                 refused,
+                origin: None,
             }),
             lives: LiveRegistry::default(),
             counters: Counters::default(),
@@ -240,6 +252,8 @@ impl Core {
             applied: (Mutex::new(seq), Condvar::new()),
             activity: Activity::new(),
             hints: crossbeam_channel::bounded(1),
+            next_override_due: AtomicI64::new(i64::MAX),
+            secrets: Arc::default(),
         };
         core.counters.applied_seq.store(seq, Ordering::Relaxed);
         let refused_at_open = lock(&core.rejections).len() as u64;
@@ -294,6 +308,19 @@ impl Core {
         &self,
         operation: &'static str,
         retry: bool,
+        op: impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
+    ) -> Result<(R, Option<(i64, i64)>)> {
+        self.write_as(operation, None, retry, op)
+    }
+
+    /// [`Core::write`], with the log rows stamped with `origin` instead of
+    /// the store's own (the store's housekeeping: an expired temporary
+    /// override's restore).
+    pub(crate) fn write_as<R>(
+        &self,
+        operation: &'static str,
+        origin: Option<&'static str>,
+        retry: bool,
         mut op: impl FnMut(&Transaction<'_>, &Snapshot) -> Result<R>,
     ) -> Result<(R, Option<(i64, i64)>)> {
         if self.options.is_read_only() {
@@ -305,8 +332,10 @@ impl Core {
         // Inside `Store::plan`: the same write, rolled back (see store/plan.rs).
         let dry_run = crate::store::plan::begin_write(self.id())?;
         let mut guard = self.enter(operation)?;
+        guard.engine.origin = origin;
         self.activity.in_flight.store(true, Ordering::Release);
         let outcome = self.write_entered(&mut guard, retry, dry_run, &mut op);
+        guard.engine.origin = None;
         if outcome.is_ok() && !dry_run {
             self.activity
                 .last_commit_nanos
@@ -365,6 +394,7 @@ impl Core {
             force_next,
             validators,
             refused,
+            origin: engine_origin,
             ..
         } = engine;
         let Some(connections) = connections.as_mut() else {
@@ -389,7 +419,8 @@ impl Core {
             session,
         )?;
         let value = user_code.run(path, || op(&tx, &pass.snapshot))?;
-        let own = stamp_own_rows(&tx, &record, path, (self.options.origin(), session))?;
+        let origin = engine_origin.unwrap_or(self.options.origin());
+        let own = stamp_own_rows(&tx, &record, path, (origin, session))?;
         let range = own
             .first()
             .zip(own.last())
@@ -400,7 +431,7 @@ impl Core {
         add_own_rows(&mut pass, &own, session);
         if !own.is_empty() {
             let local_keys: Vec<&str> = own.iter().map(|row| row.key.as_str()).collect();
-            validators.check_local(&tx, path, &pass.snapshot, &local_keys)?;
+            validators.check_local(&tx, path, &pass.snapshot, &local_keys, &self.secrets)?;
         }
         if dry_run {
             // Every check of a real write passed: roll back, publish nothing.
@@ -604,7 +635,7 @@ impl Core {
             None => None,
         };
         for registration in registrations {
-            let pending = match check_once(&registration.check, &working) {
+            let pending = match check_once(&registration.check, &working, &self.layers) {
                 Ok(()) => None,
                 Err(reason) => {
                     let served = fallback::serve(
@@ -612,7 +643,8 @@ impl Core {
                         &self.path,
                         &working,
                         &registration,
-                        &self.layers.defaults,
+                        &self.layers,
+                        &self.secrets,
                     )?;
                     let prefix = registration.prefix.as_str();
                     let keys = validators::changed_keys(&working, &served.snapshot, prefix);

@@ -15,12 +15,16 @@ use std::path::Path;
 
 use rusqlite::Connection;
 use serde_json::Value;
+use std::sync::Arc;
+
+use crate::layers::Layers;
 
 use crate::db::change_log::read_section;
 use crate::engine::pass::Pass;
 use crate::error::{Error, Result};
 use crate::events::{Change, Event, Rejection, Source};
 use crate::key::is_under;
+use crate::secrets::SharedSecrets;
 use crate::snapshot::Snapshot;
 
 /// A section check: `Err(reason)` when the section is invalid.
@@ -52,6 +56,10 @@ struct Validator {
 #[derive(Default)]
 pub(crate) struct Validators {
     list: Vec<Validator>,
+    /// The store's layers: a section check judges the section as readers
+    /// would see it (defaults filling what the database lacks, overrides on
+    /// top), so a typed validator accepts a section completed by defaults.
+    layers: Arc<Layers>,
 }
 
 fn overlaps(a: &str, b: &str) -> bool {
@@ -59,6 +67,14 @@ fn overlaps(a: &str, b: &str) -> bool {
 }
 
 impl Validators {
+    /// No validators yet, judging through `layers`.
+    pub(crate) fn new(layers: Arc<Layers>) -> Validators {
+        Validators {
+            list: Vec::new(),
+            layers,
+        }
+    }
+
     /// Registers a validator, with the refusal its registration found
     /// (see `engine/fallback.rs`).
     pub(crate) fn add(&mut self, registration: Registration, pending: Option<Rejection>) {
@@ -88,6 +104,7 @@ impl Validators {
         path: &Path,
         candidate: &Snapshot,
         local_keys: &[&str],
+        secrets: &SharedSecrets,
     ) -> Result<()> {
         for validator in &self.list {
             if let Some(per_key) = &validator.per_key {
@@ -101,7 +118,10 @@ impl Validators {
                         if let Some(reason) = per_key(key, value) {
                             return Err(Error::Rejected {
                                 key: (*key).to_owned(),
-                                reason: format!("value {value} is {reason}"),
+                                reason: format!(
+                                    "value {} is {reason}",
+                                    secrets.display(key, value)
+                                ),
                             });
                         }
                     }
@@ -118,10 +138,11 @@ impl Validators {
                 &validator.prefix,
                 read_section(conn, path, &validator.prefix)?,
             );
-            if let Err(reason) = run_check(validator, &committed) {
-                let value = committed
-                    .get_json(key)
-                    .map_or_else(|| "removed".to_owned(), |value| format!("value {value}"));
+            if let Err(reason) = run_check(validator, &committed, &self.layers) {
+                let value = committed.get_json(key).map_or_else(
+                    || "removed".to_owned(),
+                    |value| format!("value {}", secrets.display(key, value)),
+                );
                 return Err(Error::Rejected {
                     key: (*key).to_owned(),
                     reason: format!("{value}: section '{}' {reason}", validator.prefix),
@@ -143,6 +164,7 @@ impl Validators {
         if self.list.is_empty() {
             return Ok(());
         }
+        let layers = Arc::clone(&self.layers);
         let everything = pass.reload.is_some();
         let mut affected: Vec<bool> = self
             .list
@@ -192,7 +214,7 @@ impl Validators {
                 if !affected[at] {
                     continue;
                 }
-                verdicts[at] = run_check(validator, &working).err();
+                verdicts[at] = run_check(validator, &working, &layers).err();
                 if verdicts[at].is_none() {
                     continue;
                 }
@@ -333,17 +355,10 @@ fn put_back(validator: &Validator, working: &Snapshot, base: &Snapshot) -> Snaps
     next
 }
 
-/// Runs a user's check; a panic is a refusal, not the end of the watcher.
-fn run_check(validator: &Validator, snapshot: &Snapshot) -> Result<(), String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (validator.check)(snapshot)))
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".to_owned());
-            Err(format!("validator panicked: {message}"))
-        })
+/// Runs a user's check on the section as readers would see it; a panic is
+/// a refusal, not the end of the watcher.
+fn run_check(validator: &Validator, snapshot: &Snapshot, layers: &Layers) -> Result<(), String> {
+    check_once(&validator.check, snapshot, layers)
 }
 
 /// The keys at or below `prefix` whose value differs.
@@ -356,8 +371,28 @@ pub(crate) fn changed_keys(before: &Snapshot, after: &Snapshot, prefix: &str) ->
         .collect()
 }
 
-/// The first registered check that refuses `snapshot`, for registration.
-pub(crate) fn check_once(check: &Check, snapshot: &Snapshot) -> Result<(), String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(snapshot)))
-        .unwrap_or_else(|_| Err("validator panicked".to_owned()))
+/// Runs `check` on `snapshot` (the database's view) as readers would see
+/// it through `layers`; a panic is a refusal.
+pub(crate) fn check_once(
+    check: &Check,
+    snapshot: &Snapshot,
+    layers: &Layers,
+) -> Result<(), String> {
+    let view;
+    let judged = if layers.is_empty() {
+        snapshot
+    } else {
+        view = layers.effective(snapshot);
+        &view
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(judged))).unwrap_or_else(
+        |panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(format!("validator panicked: {message}"))
+        },
+    )
 }

@@ -9,6 +9,12 @@
 //! everything queued (the notice included), later events are dropped too:
 //! the snapshot it takes after reading the notice covers them. A dropped
 //! receiver is removed at the next publish.
+//!
+//! An async subscriber (feature `async`) also has a waker, woken after a
+//! batch queued something for it and when the subscriber is dropped (the
+//! store closed: the stream then sees the channel disconnected). Sync
+//! subscribers have none, and publishing to them does exactly what it did
+//! before.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -29,6 +35,10 @@ struct Subscriber {
     lagging: bool,
     /// Gets one [`Event::Commit`] per commit instead of one event per key.
     commits: bool,
+    /// The async receiver's waker. Declared after `sender`, so that when a
+    /// subscriber is dropped its sender is gone before the waker fires.
+    #[cfg(feature = "async")]
+    waker: Option<crate::async_api::SubscriberWaker>,
 }
 
 impl Subscriber {
@@ -76,6 +86,7 @@ impl Subscriber {
         }
         let mut dropped = 0u64;
         let mut last_dropped = 0;
+        let mut queued = false;
         for event in events.iter().filter_map(|event| self.wanted(event)) {
             if self.lagging || dropped > 0 || self.sender.len() >= self.limit {
                 dropped += 1;
@@ -83,7 +94,7 @@ impl Subscriber {
                 continue;
             }
             match self.sender.try_send(event) {
-                Ok(()) => {}
+                Ok(()) => queued = true,
                 Err(TrySendError::Full(event)) => {
                     dropped += 1;
                     last_dropped = event.seq();
@@ -97,15 +108,32 @@ impl Subscriber {
                 seq: last_dropped,
             };
             match self.sender.try_send(notice) {
-                Ok(()) => self.lagging = true,
+                Ok(()) => {
+                    self.lagging = true;
+                    queued = true;
+                }
                 // Cannot happen (the spare slot), but a lost notice would be
                 // silent: keep trying at the next batch.
                 Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Disconnected(_)) => return None,
             }
         }
+        self.wake_if(queued);
         Some(dropped)
     }
+
+    /// Wakes the async receiver, if any, when the batch queued something.
+    #[cfg(feature = "async")]
+    fn wake_if(&self, queued: bool) {
+        if let (true, Some(waker)) = (queued, &self.waker) {
+            waker.wake();
+        }
+    }
+
+    /// Without the `async` feature no subscriber has a waker.
+    #[cfg(not(feature = "async"))]
+    #[inline(always)]
+    fn wake_if(&self, _queued: bool) {}
 }
 
 /// The registry of subscribers.
@@ -144,6 +172,21 @@ impl Subscribers {
         self.insert(prefix, backlog, floor, false)
     }
 
+    /// Adds an async subscriber (per key, or per commit with `commits`)
+    /// whose `waker` is woken after each batch that queued something for it.
+    #[cfg(feature = "async")]
+    pub(crate) fn add_waking(
+        &self,
+        prefix: &str,
+        commits: bool,
+        waker: crate::async_api::SubscriberWaker,
+    ) -> Receiver<Event> {
+        let (mut subscriber, receiver) = self.build(prefix, Vec::new(), i64::MIN, commits);
+        subscriber.waker = Some(waker);
+        self.lock().push(subscriber);
+        receiver
+    }
+
     fn insert(
         &self,
         prefix: &str,
@@ -151,6 +194,18 @@ impl Subscribers {
         floor: i64,
         commits: bool,
     ) -> Receiver<Event> {
+        let (subscriber, receiver) = self.build(prefix, backlog, floor, commits);
+        self.lock().push(subscriber);
+        receiver
+    }
+
+    fn build(
+        &self,
+        prefix: &str,
+        backlog: Vec<Event>,
+        floor: i64,
+        commits: bool,
+    ) -> (Subscriber, Receiver<Event>) {
         let limit = self.capacity + backlog.len();
         let (sender, receiver) = crossbeam_channel::bounded(limit + 1);
         for event in backlog {
@@ -158,15 +213,17 @@ impl Subscribers {
             // the receiver is still here.
             let _ = sender.try_send(event);
         }
-        self.lock().push(Subscriber {
+        let subscriber = Subscriber {
             prefix: prefix.to_owned(),
             sender,
             limit,
             floor,
             lagging: false,
             commits,
-        });
-        receiver
+            #[cfg(feature = "async")]
+            waker: None,
+        };
+        (subscriber, receiver)
     }
 
     /// Delivers `events` in order to every interested subscriber; returns how

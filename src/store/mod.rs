@@ -3,6 +3,7 @@
 
 pub(crate) mod explain;
 pub(crate) mod history;
+pub(crate) mod overrides;
 pub(crate) mod past;
 pub(crate) mod plan;
 mod validation;
@@ -94,6 +95,13 @@ impl Store {
         let read_only = store.is_read_only();
         if let Some(seed) = seed.filter(|_| !read_only) {
             store.seed(&seed)?;
+        }
+        // Temporary overrides that expired while no store ran.
+        if !read_only {
+            let restored = store.core.restore_due_overrides()?;
+            if restored > 0 {
+                log::info!("restored {restored} expired temporary overrides");
+            }
         }
         if let Some(retention) = store.core.options.retention().filter(|_| !read_only) {
             store.prune(retention)?;
@@ -218,8 +226,11 @@ impl Store {
             return self.write_section(key, &value);
         }
         let text = crate::value::to_stored_text(key, &value)?;
+        let path = &self.core.path;
         self.commit("set", |tx, snapshot| {
             writes::check_placement(snapshot, std::iter::once(key))?;
+            // A set cancels a temporary override of the key.
+            crate::db::overrides::remove(tx, path, key)?;
             writes::upsert(tx, key, &text)
         })
     }
@@ -296,7 +307,11 @@ impl Store {
     /// [`Error::InvalidKey`], [`Error::Busy`], [`Error::DatabaseMissing`].
     pub fn unset(&self, key: &str) -> Result<Commit> {
         validate_key(key)?;
-        self.commit("unset", |tx, _| writes::delete_key(tx, key))
+        let path = &self.core.path;
+        self.commit("unset", |tx, _| {
+            crate::db::overrides::remove(tx, path, key)?;
+            writes::delete_key(tx, key)
+        })
     }
 
     /// Removes `prefix` and every key below it (everything for `""`).
@@ -323,8 +338,8 @@ impl Store {
     /// assert_eq!(store.keys("physics"), ["physics.damping", "physics.iterations"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn merge<T: Serialize + ?Sized>(&self, tree: &T) -> Result<Commit> {
-        let leaves = writes::stored_leaves(&to_tree(tree)?)?;
+    pub fn merge<T: Serialize + 'static>(&self, tree: &T) -> Result<Commit> {
+        let leaves = writes::stored_leaves(to_tree(tree)?.as_ref())?;
         self.commit("merge", |tx, snapshot| {
             writes::check_placement(snapshot, leaves.iter().map(|(key, _)| key.as_str()))?;
             for (key, text) in &leaves {
@@ -339,8 +354,8 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::merge`].
-    pub fn seed<T: Serialize + ?Sized>(&self, tree: &T) -> Result<Commit> {
-        let leaves = writes::stored_leaves(&to_tree(tree)?)?;
+    pub fn seed<T: Serialize + 'static>(&self, tree: &T) -> Result<Commit> {
+        let leaves = writes::stored_leaves(to_tree(tree)?.as_ref())?;
         self.commit("seed", |tx, snapshot| {
             let missing = leaves.iter().filter(|(key, _)| !snapshot.contains(key));
             writes::check_placement(snapshot, missing.clone().map(|(key, _)| key.as_str()))?;
@@ -582,10 +597,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A serializable tree as JSON, for `merge` and `seed`.
-fn to_tree<T: Serialize + ?Sized>(tree: &T) -> Result<Value> {
-    serde_json::to_value(tree).map_err(|error| Error::InvalidValue {
-        key: String::new(),
-        reason: format!("the tree does not serialize to JSON: {error}"),
-    })
+/// A serializable tree as JSON, for `merge` and `seed`. A `Value` is used
+/// as it is: serializing it again would recurse once per level, and a
+/// hostile document nested thousands deep must get the depth error, not
+/// overflow the stack.
+fn to_tree<T: Serialize + 'static>(tree: &T) -> Result<std::borrow::Cow<'_, Value>> {
+    if let Some(value) = (tree as &dyn std::any::Any).downcast_ref::<Value>() {
+        return Ok(std::borrow::Cow::Borrowed(value));
+    }
+    serde_json::to_value(tree)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|error| Error::InvalidValue {
+            key: String::new(),
+            reason: format!("the tree does not serialize to JSON: {error}"),
+        })
 }

@@ -47,10 +47,16 @@ impl Store {
     ) -> Result<()> {
         validate_prefix(prefix)?;
         let owned = prefix.to_owned();
+        let secrets = std::sync::Arc::clone(&self.core.secrets);
         let check: Check = Box::new(move |snapshot: &Snapshot| {
-            let section = snapshot
-                .section::<T>(&owned)
-                .map_err(|error| format!("does not fit its schema: {error}"))?;
+            let section = snapshot.section::<T>(&owned).map_err(|error| {
+                // serde's message can quote the refused value.
+                if snapshot.keys(&owned).any(|key| secrets.is_secret(key)) {
+                    "does not fit its schema (the message is withheld: the section holds secret keys)".to_owned()
+                } else {
+                    format!("does not fit its schema: {error}")
+                }
+            })?;
             validate(&section).map_err(|reason| format!("is invalid: {reason}"))
         });
         self.core.add_validators(vec![Registration {
@@ -73,7 +79,9 @@ impl Store {
     }
 
     /// Registers declarative [`Rules`](crate::Rules): each rule validates
-    /// the keys it matches, as [`Store::add_validator`] does for a section.
+    /// the keys it matches, as [`Store::add_validator`] does for a section,
+    /// and a rule marked `"secret": true` marks them secret, as
+    /// [`Store::mark_secret`] does.
     ///
     /// Stored values a rule refuses do not make this fail: each refused
     /// key is served from its newest logged value the rule accepts, else
@@ -81,20 +89,30 @@ impl Store {
     /// [`Store::add_validator`].
     ///
     /// # Errors
-    /// An error reading the change log.
+    /// An error reading the change log;
+    /// [`Error::InvalidOption`](crate::Error::InvalidOption) for a secret
+    /// rule whose pattern is malformed.
     pub fn add_rules(&self, rules: &crate::Rules) -> Result<()> {
+        // Secrets first: registering a validator may log refused values.
+        for rule in rules.rules.iter().filter(|rule| rule.secret) {
+            self.mark_secret(&rule.keys)?;
+        }
         let registrations = rules
             .rules
             .iter()
+            .filter(|rule| rule.constrains())
             .map(|rule| {
                 let prefix = rule.fixed_prefix();
                 let for_check = rule.clone();
+                let secrets = std::sync::Arc::clone(&self.core.secrets);
                 let check: Check = Box::new(move |snapshot: &Snapshot| {
                     match for_check.violations(snapshot).first() {
                         None => Ok(()),
                         Some(violation) => Err(format!(
                             "has '{}' = {}: {}",
-                            violation.key, violation.value, violation.reason
+                            violation.key,
+                            secrets.display(&violation.key, &violation.value),
+                            violation.reason
                         )),
                     }
                 });

@@ -98,6 +98,10 @@ fn run(
         } else {
             backoff.and_then(backoff_delay).unwrap_or(slow)
         };
+        // A temporary override coming due wakes the watcher on time.
+        let timeout = core
+            .override_due_in()
+            .map_or(timeout, |due| timeout.min(due));
         let mut hinted = select! {
             recv(stopped) -> _ => {
                 drop(folder);
@@ -131,6 +135,15 @@ fn run(
                     source: std::io::Error::other("panic in a callback"),
                 })
             });
+        // Restore overrides that came due, and learn of overrides another
+        // process set (they arrive as commits).
+        let applied = matches!(checked, Ok(CheckOutcome::Applied));
+        if applied || core.override_due_in() == Some(Duration::ZERO) {
+            if let Err(error) = core.restore_due_overrides() {
+                log::warn!("cannot restore the expired temporary overrides (will retry): {error}");
+                core.retry_overrides_later();
+            }
+        }
         let next = |step: usize| Some(step + 1).filter(|step| backoff_delay(*step).is_some());
         match checked {
             Ok(CheckOutcome::Applied) => backoff = Some(0),

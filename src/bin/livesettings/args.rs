@@ -24,6 +24,11 @@ pub struct Cli {
     )]
     pub env_prefix: Option<String>,
 
+    /// Print the values of secret keys (rules marked "secret": true)
+    /// instead of {"<redacted>":true}; logs never show them
+    #[arg(long, global = true)]
+    pub show_secrets: bool,
+
     /// More log output on stderr (-v info, -vv debug); RUST_LOG=LEVEL also works
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -48,6 +53,8 @@ pub enum Command {
     Get {
         /// A dotted key or section prefix
         key: String,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Set KEY to a JSON VALUE and print the committed seq.
     /// VALUE is JSON: 0.95, true, [1,2], and a string needs JSON quotes: '"#ff0000"'
@@ -57,6 +64,11 @@ pub enum Command {
         /// A JSON value (strings in double quotes); negative numbers need no `--`
         #[arg(allow_negative_numbers = true)]
         value: String,
+        /// A temporary override: put the previous value back after this
+        /// long (e.g. 90s, 15m, 2h); a running store does it on time, else
+        /// the next one to open
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        for_duration: Option<std::time::Duration>,
         #[command(flatten)]
         schema: SchemaArg,
         #[command(flatten)]
@@ -112,6 +124,8 @@ pub enum Command {
         /// last change at or before it)
         #[arg(long, value_name = "POINT", conflicts_with = "layers")]
         at: Option<String>,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Print every change as it is applied, until interrupted (Ctrl-C)
     Watch {
@@ -143,6 +157,8 @@ pub enum Command {
     Explain {
         /// A dotted key
         key: String,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Print the change history of KEY (oldest first)
     History {
@@ -157,6 +173,8 @@ pub enum Command {
         /// One JSON object per line
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        schema: SchemaArg,
     },
     /// Undo the change at SEQ (a new forward change), or with --to, restore
     /// every key to its value as of SEQ
@@ -261,8 +279,8 @@ pub struct DryRun {
 }
 
 /// Where the validation rules come from: `watch` and `check` judge the
-/// settings with them, and every writing command refuses a write they
-/// refuse.
+/// settings with them, every writing command refuses a write they
+/// refuse, and the reading commands redact the keys they mark secret.
 #[derive(clap::Args, Debug)]
 pub struct SchemaArg {
     /// Rules file (see the README) [default: $SETTINGS_SCHEMA_PATH, else

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-use livesettings::{Error, Options, Plan, Retention, Rules, Store, WatchMode};
+use livesettings::{Error, Options, Plan, Retention, Rules, Secrets, Store, WatchMode};
 use serde_json::Value;
 
 use crate::args::{Cli, Command, DryRun, SchemaArg, Seed};
@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let (true, Some(prefix)) = (reads_layers, &cli.env_prefix) {
         let _ = ENV_PREFIX.set(prefix.clone());
     }
+    let show_secrets = cli.show_secrets;
     match cli.command {
         Command::Init { seed, adopt } => {
             let mut options = options(WatchMode::Off);
@@ -56,11 +57,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             ))?;
             store.close()?;
         }
-        Command::Get { key } => {
+        Command::Get { key, schema } => {
             livesettings::validate_prefix(&key)?;
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             match store.subtree(&key)? {
-                Some(value) => out(&pretty(&value))?,
+                Some(value) => out(&pretty(&secrets.tree(&key, &value)))?,
                 None => {
                     return Err(Failure::Missing(format!(
                         "no key or section '{key}' in {}",
@@ -72,20 +75,32 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Set {
             key,
             value,
+            for_duration,
             schema,
             dry,
         } => {
             // Check everything before opening: a failed command must not even
             // create the database file.
             livesettings::validate_key(&key)?;
+            // A secret key's value is never echoed, not even in an error.
+            let secret = load_rules(&path, &schema)?
+                .is_some_and(|rules| livesettings::Secrets::from_rules(&rules).is_secret(&key));
             // Integers that JSON numbers would round are refused, not rounded.
             let parsed: Value =
                 livesettings::parse_json_value(&key, &value).map_err(|error| match error {
+                    Error::Json { .. } if secret => Error::InvalidValue {
+                        key: key.clone(),
+                        reason: "the value (secret, not shown) is not JSON; a string needs JSON quotes".to_owned(),
+                    },
                     Error::Json { source, .. } => Error::InvalidValue {
                         key: key.clone(),
                         reason: format!(
                             "'{value}' is not JSON ({source}); a string needs JSON quotes, e.g. '\"{value}\"'"
                         ),
+                    },
+                    Error::InvalidValue { key, .. } if secret => Error::InvalidValue {
+                        key,
+                        reason: "the value (secret, not shown) cannot be stored as it is".to_owned(),
                     },
                     other => other,
                 })?;
@@ -94,9 +109,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     "nothing to set: '{value}' holds no value (an object writes the section below '{key}', and an empty one writes nothing)"
                 )));
             }
+            if parsed.is_object() && for_duration.is_some() {
+                return Err(Failure::Error(Error::InvalidValue {
+                    key,
+                    reason: "--for sets one value for a while, not a section".to_owned(),
+                }));
+            }
             let store = open_for(&path, &schema, &dry)?;
             let write = |store: &Store| {
-                if parsed.is_object() {
+                if let Some(duration) = for_duration {
+                    store.set_for(&key, &parsed, duration)
+                } else if parsed.is_object() {
                     // `set a.b '{"c":1}'` writes the section below a.b.
                     let mut tree = serde_json::Map::new();
                     tree.insert(key.clone(), parsed.clone());
@@ -106,7 +129,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             };
             if dry.dry_run {
-                return print_plan(store.plan(write)?, &dry);
+                let secrets = secrets(&store, load_rules(&path, &schema)?.as_ref(), show_secrets)?;
+                return print_plan(store.plan(write)?, &dry, &secrets);
             }
             let commit = write(&store)?;
             out_committed(commit.seq)?;
@@ -135,7 +159,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                         missing_key(&key, &path)
                     }));
                 }
-                return print_plan(plan, &dry);
+                let secrets = secrets(&store, load_rules(&path, &schema)?.as_ref(), show_secrets)?;
+                return print_plan(plan, &dry, &secrets);
             }
             let commit = if recursive {
                 store.unset_section(&key)?
@@ -176,7 +201,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             let store = open_for(&path, &schema, &dry)?;
             if dry.dry_run {
-                return print_plan(store.plan(|store| store.merge(&document))?, &dry);
+                let secrets = secrets(&store, load_rules(&path, &schema)?.as_ref(), show_secrets)?;
+                return print_plan(store.plan(|store| store.merge(&document))?, &dry, &secrets);
             }
             let commit = store.merge(&document)?;
             note(&format!(
@@ -190,10 +216,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             format,
             output,
             at,
+            schema,
         } => {
             let prefix = prefix.unwrap_or_default();
             livesettings::validate_prefix(&prefix)?;
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             let past = match &at {
                 Some(text) => {
                     let point = resolve(&store, text)?;
@@ -208,6 +237,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if layers {
                 let mut listed = serde_json::Map::new();
                 for (key, value, layer) in store.provenance(&prefix)? {
+                    let value = secrets.value(&key, &value);
                     let mut entry =
                         serde_json::json!({"value": value, "layer": layer_name(&layer)});
                     if let livesettings::Layer::Env(variable) = layer {
@@ -241,6 +271,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             // `-o -` is standard output, as `import -` is standard input.
             let output = output.filter(|file| file.as_os_str() != "-");
+            let tree = secrets.tree(&prefix, &tree);
             let text = Format::choose(format, output.as_deref()).render(&prefix, &tree)?;
             match output {
                 Some(file) => write_document(&file, &text)?,
@@ -288,23 +319,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 store.add_rules(&rules)?;
             }
             seed_defaults(&store, &seed)?;
-            output::watch(store, &prefix, json, from, commits)?;
+            let secrets = secrets(&store, None, show_secrets)?;
+            output::watch(store, &prefix, json, from, commits, &secrets)?;
         }
-        Command::Explain { key } => {
+        Command::Explain { key, schema } => {
             livesettings::validate_key(&key)?;
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             let explained = store.explain(&key)?;
+            let shown = |value: Option<&Value>| secrets.optional(&key, value);
             let last = explained.last_change.as_ref().map(|entry| {
                 serde_json::json!({"seq": entry.seq, "at": entry.at, "origin": entry.origin})
             });
             let report = serde_json::json!({
                 "key": explained.key,
-                "value": explained.value,
+                "value": shown(explained.value.as_ref()),
                 "layer": explained.layer.as_ref().map(layer_name),
-                "env": explained.env.as_ref().map(|(variable, value)| serde_json::json!({"variable": variable, "value": value})),
-                "database": explained.database,
+                "env": explained.env.as_ref().map(|(variable, value)| serde_json::json!({"variable": variable, "value": shown(Some(value))})),
+                "database": shown(explained.database.as_ref()),
                 "last_change": last,
-                "default": explained.default,
+                "default": shown(explained.default.as_ref()),
                 "shadowed": explained.shadowed,
             });
             out(&pretty(&report))?;
@@ -319,8 +354,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             limit,
             prefix,
             json,
+            schema,
         } => {
+            let rules = load_rules(&path, &schema)?;
             let store = open_read_only(&path)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
             let entries = if prefix {
                 store.section_history(&key, limit)?
             } else {
@@ -345,7 +383,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             }
             for entry in entries {
-                out(&output::history_line(&entry, json))?;
+                out(&output::history_line(&secrets.history_entry(&entry), json))?;
             }
         }
         Command::Revert {
@@ -374,7 +412,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                         }
                     })
                     .map_err(|error| point.refuse(error))?;
-                return print_plan(plan, &dry);
+                let secrets = secrets(&store, load_rules(&path, &schema)?.as_ref(), show_secrets)?;
+                return print_plan(plan, &dry, &secrets);
             }
             let commit = if to {
                 let commit = store.revert_to(seq).map_err(|error| point.refuse(error))?;
@@ -419,7 +458,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                         .is_some_and(|rest| rest.starts_with('.'))
             };
             let changes: Vec<_> = changes.into_iter().filter(|c| under(&c.key)).collect();
-            for text in diff_output::lines(&changes, json) {
+            let rules = load_rules(&path, &SchemaArg { schema: None })?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
+            for text in diff_output::lines(&changes, json, &secrets) {
                 out(&text)?;
             }
         }
@@ -488,7 +529,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Check { schema } => {
             let store = open_read_only(&path)?;
-            let Some(rules) = load_rules(&path, &schema)? else {
+            let rules = load_rules(&path, &schema)?;
+            let secrets = secrets(&store, rules.as_ref(), show_secrets)?;
+            let Some(rules) = rules else {
                 out(&format!(
                     "no schemas registered (give --schema FILE, set SETTINGS_SCHEMA_PATH, or put {} beside the database)",
                     schema_default(&path).display()
@@ -499,7 +542,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             for violation in &violations {
                 out(&format!(
                     "{}: {} is {}",
-                    violation.key, violation.value, violation.reason
+                    violation.key,
+                    secrets.display(&violation.key, &violation.value),
+                    violation.reason
                 ))?;
             }
             if !violations.is_empty() {
@@ -600,6 +645,25 @@ fn options(watch: WatchMode) -> Options {
     }
 }
 
+/// What a command that prints values redacts: the secret patterns of
+/// `rules` are registered on `store` first (so that its log lines hide
+/// those values too, whatever `show`), then every secret the store knows,
+/// or nothing with `--show-secrets`.
+fn secrets(store: &Store, rules: Option<&Rules>, show: bool) -> Result<Secrets, Error> {
+    for pattern in rules
+        .map(Secrets::from_rules)
+        .unwrap_or_default()
+        .patterns()
+    {
+        store.mark_secret(pattern)?;
+    }
+    Ok(if show {
+        Secrets::new()
+    } else {
+        store.secrets()
+    })
+}
+
 fn layer_name(layer: &livesettings::Layer) -> &'static str {
     match layer {
         livesettings::Layer::Env(_) => "env",
@@ -677,14 +741,14 @@ fn resolve(store: &Store, text: &str) -> Result<Point, Failure> {
 
 /// Prints a dry run's changes (stdout) and a summary (stderr); a refused
 /// write exits 1 with the refusal.
-fn print_plan(plan: Plan, dry: &DryRun) -> Result<ExitCode, Failure> {
+fn print_plan(plan: Plan, dry: &DryRun, secrets: &Secrets) -> Result<ExitCode, Failure> {
     if let Some(error) = plan.refused {
         note(&format!(
             "livesettings: dry run: the write would be refused: {error}"
         ));
         return Ok(ExitCode::from(1));
     }
-    for text in diff_output::lines(&plan.changes, dry.json) {
+    for text in diff_output::lines(&plan.changes, dry.json, secrets) {
         out(&text)?;
     }
     note(&format!(

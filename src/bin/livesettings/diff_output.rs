@@ -1,6 +1,6 @@
 //! Printing per-key differences: a dry run's plan, and `diff`.
 
-use livesettings::PlannedChange;
+use livesettings::{PlannedChange, Secrets};
 use serde_json::{Value, json};
 
 /// `key: old → new`; `(absent)` for a key that is added, `(removed)` for
@@ -37,13 +37,20 @@ pub fn object(change: &PlannedChange) -> Value {
     object
 }
 
-/// One line per change, as text or JSON.
-pub fn lines(changes: &[PlannedChange], as_json: bool) -> impl Iterator<Item = String> + '_ {
+/// One line per change, as text or JSON, secret values redacted.
+pub fn lines<'c>(
+    changes: &'c [PlannedChange],
+    as_json: bool,
+    secrets: &'c Secrets,
+) -> impl Iterator<Item = String> + 'c {
     changes.iter().map(move |change| {
+        let mut shown = change.clone();
+        shown.old = secrets.optional(&change.key, change.old.as_ref());
+        shown.new = secrets.optional(&change.key, change.new.as_ref());
         if as_json {
-            object(change).to_string()
+            object(&shown).to_string()
         } else {
-            line(change)
+            line(&shown)
         }
     })
 }

@@ -4,20 +4,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::select;
-use livesettings::{Change, Error, Event, HistoryEntry, Resumed, Snapshot, Store};
+use livesettings::{Change, Error, Event, HistoryEntry, Resumed, Secrets, Snapshot, Store};
 use serde_json::{Value, json};
 
 use crate::failure::{Failure, out as line};
 
 /// Prints every event under `prefix` until Ctrl-C or SIGTERM, then closes the
 /// store (joining its watcher) and returns.
-/// With `commits`, one event (one JSON line) per commit.
+/// With `commits`, one event (one JSON line) per commit. The values of
+/// keys `secrets` holds are printed redacted, in every kind of line.
 pub fn watch(
     store: Store,
     prefix: &str,
     as_json: bool,
     from: Option<i64>,
     commits: bool,
+    secrets: &Secrets,
 ) -> Result<(), Failure> {
     // Replayed changes print the time they were committed at.
     let mut replayed = Replayed::default();
@@ -52,6 +54,7 @@ pub fn watch(
                 );
                 log::warn!("{note}");
                 for (key, value) in snapshot.entries(prefix) {
+                    let value = &secrets.value(key, value);
                     let text = if as_json {
                         json!({"event": "state", "seq": snapshot.seq(), "key": key, "value": value})
                             .to_string()
@@ -116,10 +119,11 @@ pub fn watch(
                         None => view.remove(&change.key),
                     };
                 }
+                let shown = secrets.event(&event);
                 let texts = if as_json {
-                    json_lines(&event)
+                    json_lines(&shown)
                 } else {
-                    human_lines(&event, replayed.at(event.seq()))
+                    human_lines(&shown, replayed.at(event.seq()))
                 };
                 for text in texts {
                     line(&text)?;
@@ -130,7 +134,7 @@ pub fn watch(
                     // behind the notice) is in the snapshot, and nothing
                     // after it is missed.
                     let (now, fresh) = subscribe(prefix)?;
-                    resync(prefix, &view, &now, as_json)?;
+                    resync(prefix, &view, &now, as_json, secrets)?;
                     view = printed_state(&now, prefix);
                     events = fresh;
                 }
@@ -156,6 +160,7 @@ fn resync(
     view: &BTreeMap<String, Value>,
     now: &Snapshot,
     as_json: bool,
+    secrets: &Secrets,
 ) -> Result<(), Failure> {
     let mut keys: BTreeSet<&str> = view.keys().map(String::as_str).collect();
     keys.extend(now.keys(prefix));
@@ -166,13 +171,13 @@ fn resync(
             continue;
         }
         changed += 1;
-        let change = Change {
+        let change = secrets.change(&Change {
             seq: now.seq(),
             key: key.to_owned(),
             old: old.cloned(),
             new: new.cloned(),
             source: livesettings::Source::External,
-        };
+        });
         let text = if as_json {
             change_json(&change, "resync").to_string()
         } else {
