@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod consumers;
 mod db;
 mod engine;
 mod error;
@@ -56,6 +57,10 @@ mod watch;
 #[doc(hidden)]
 pub mod bench_internals;
 
+pub use crate::consumers::{
+    CONSUMER_RECORD_VERSION, Consumer, ConsumerState, REMOTE_STALE_AFTER, STALE_GRACE, SWEEP_EVERY,
+    consumers, consumers_folder, expire_consumers,
+};
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;
 pub use crate::error::{Error, Result};

@@ -89,7 +89,12 @@ fn run(
     // Check at once: a commit may have landed between the load and arming.
     let mut backoff: Option<usize> = Some(0);
     let mut last_error = String::new();
+    // This store's consumer record; dropped (removed) when the thread ends.
+    let mut record = crate::consumers::registry::Recorder::new(core);
     loop {
+        if let Some(record) = record.as_mut() {
+            record.tick(core); // After a pass that moved the seq, or a heartbeat.
+        }
         let deferred = core.activity.deferred.load(Ordering::Acquire);
         let timeout = if deferred {
             core.activity
@@ -98,6 +103,9 @@ fn run(
         } else {
             backoff.and_then(backoff_delay).unwrap_or(slow)
         };
+        let timeout = record
+            .as_ref()
+            .map_or(timeout, |r| timeout.min(r.due_in(core)));
         let mut hinted = select! {
             recv(stopped) -> _ => {
                 drop(folder);
