@@ -93,8 +93,71 @@ fn read_trimmed(path: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::consumers::{CONSUMER_RECORD_VERSION, unix_ms};
+
+    /// A record of `identity` with its heartbeat `age` ago.
+    pub(crate) fn record(identity: Identity, age: Duration) -> Record {
+        let at = unix_ms(SystemTime::now() - age);
+        Record {
+            version: CONSUMER_RECORD_VERSION,
+            session: format!("s{}", identity.pid),
+            origin: "test".to_owned(),
+            identity,
+            applied_seq: 1,
+            rejected: Vec::new(),
+            heartbeat_ms: at,
+            started_ms: at,
+        }
+    }
+
+    /// A pid no process has (beyond the kernel's `pid_max`, 2^22).
+    pub(crate) const NO_SUCH_PID: u32 = 5_000_000;
+
+    #[test]
+    fn a_record_of_this_process_is_live_even_with_an_old_heartbeat() {
+        let here = Identity::current();
+        let old = record(here.clone(), Duration::from_secs(3600));
+        assert!(!is_gone(&old, &here, SystemTime::now()));
+    }
+
+    #[test]
+    fn a_record_whose_pid_is_gone_or_reused_is_stale() {
+        let here = Identity::current();
+        let gone = Identity {
+            pid: NO_SUCH_PID,
+            ..here.clone()
+        };
+        assert!(is_gone(
+            &record(gone, Duration::ZERO),
+            &here,
+            SystemTime::now()
+        ));
+        let reused = Identity {
+            pid_start: here.pid_start.map(|start| start + 1),
+            ..here.clone()
+        };
+        assert!(is_gone(
+            &record(reused, Duration::ZERO),
+            &here,
+            SystemTime::now()
+        ));
+    }
+
+    #[test]
+    fn a_record_from_another_host_is_stale_only_once_its_heartbeat_is_old() {
+        let here = Identity::current();
+        let elsewhere = Identity {
+            host: format!("{}-elsewhere", here.host),
+            pid: NO_SUCH_PID,
+            ..here.clone()
+        };
+        let fresh = record(elsewhere.clone(), Duration::from_secs(5));
+        assert!(!is_gone(&fresh, &here, SystemTime::now()));
+        let old = record(elsewhere, REMOTE_STALE_AFTER + Duration::from_secs(1));
+        assert!(is_gone(&old, &here, SystemTime::now()));
+    }
 
     #[test]
     fn this_process_has_a_start_time_and_is_not_a_zombie() {

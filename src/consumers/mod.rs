@@ -9,8 +9,9 @@
 //! while the watchers' file events on the database's folder are not
 //! recursive, so writes inside the subfolder wake nobody.
 //!
-//! The watcher thread writes the record (a temporary file in the folder,
-//! then a rename), never the write path: soon after the applied seq or the
+//! The watcher thread writes the record (overwritten in place, padded,
+//! with a checksum "seal" that readers verify, reading again when they
+//! caught a write midway), never the write path: soon after the applied seq or the
 //! pending rejections change (at most every 50 ms), and as a heartbeat
 //! about every second. The store removes its record when it is closed or
 //! dropped. Stores that never write ([`Options::read_only`](crate::Options::read_only),
@@ -182,8 +183,7 @@ pub fn consumers(db: &Path) -> Result<Vec<Consumer>> {
 }
 
 /// Removes the records of stale consumers whose last heartbeat is older
-/// than `grace` (and temporary files left by a writer that died), and
-/// returns how many records it removed. A record that cannot be removed
+/// than `grace`, and returns how many it removed. A record that cannot be removed
 /// (no write access) is left, logged at debug level.
 ///
 /// # Errors
@@ -237,20 +237,99 @@ pub(crate) fn read_records(folder: &Path) -> Result<Vec<(PathBuf, Record)>> {
         if !is_record {
             continue;
         }
-        // A record removed meanwhile (its store closed) is simply gone.
-        let Ok(text) = std::fs::read(&path) else {
-            continue;
-        };
-        match serde_json::from_slice::<Record>(&text) {
-            Ok(record) => records.push((path, record)),
+        match read_record(&path) {
+            Ok(Some(record)) => records.push((path, record)),
+            Ok(None) => {} // Removed meanwhile: its store closed.
             Err(error) => log::debug!("skipping {}: {error}", path.display()),
         }
     }
     Ok(records)
 }
 
+/// How often a record caught midway through a rewrite is read again.
+const READ_ATTEMPTS: usize = 20;
+
+/// Reads one record, again while its seal is broken (caught midway
+/// through an in-place rewrite); `None` when the file is gone.
+fn read_record(path: &Path) -> std::result::Result<Option<Record>, String> {
+    let mut last = String::new();
+    for attempt in 0..READ_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::yield_now();
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error.to_string()),
+        };
+        match unseal(&bytes) {
+            Some(body) => {
+                return serde_json::from_slice::<Record>(body)
+                    .map(Some)
+                    .map_err(|error| error.to_string());
+            }
+            None => last = "the record's seal does not match (a write midway?)".to_owned(),
+        }
+    }
+    Err(last)
+}
+
+const SEAL: &[u8] = b",\"seal\":\"";
+
+/// `body` (a JSON object) with a seal added: `,"seal":"<FNV-1a of body>"`
+/// before its closing brace.
+pub(crate) fn sealed(body: &[u8]) -> Vec<u8> {
+    let open = body.strip_suffix(b"}").unwrap_or(body);
+    let mut out = Vec::with_capacity(body.len() + 32);
+    out.extend_from_slice(open);
+    out.extend_from_slice(SEAL);
+    out.extend_from_slice(format!("{:016x}", fnv1a(body)).as_bytes());
+    out.extend_from_slice(b"\"}");
+    out
+}
+
+/// The text of a sealed record (trailing padding trimmed; the `seal`
+/// field is ignored when parsed) when its seal matches, else `None`.
+fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+    let text = bytes.trim_ascii_end();
+    let at = text
+        .windows(SEAL.len())
+        .rposition(|window| window == SEAL)?;
+    let hex = text.get(at + SEAL.len()..)?.strip_suffix(b"\"}")?;
+    let seal = u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+    let mut body = text.get(..at)?.to_vec();
+    body.push(b'}');
+    (fnv1a(&body) == seal).then_some(text)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Now, in Unix milliseconds.
 pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_record_reads_back_and_a_torn_one_is_refused() {
+        let old = sealed(br#"{"applied_seq":199,"heartbeat_ms":1000}"#);
+        let new = sealed(br#"{"applied_seq":200,"heartbeat_ms":2000}"#);
+        let mut padded = new.clone();
+        padded.extend_from_slice(b"    ");
+        assert_eq!(unseal(&padded), Some(new.as_slice()));
+        // The new record's first bytes over the old one's last ones.
+        let mut torn = new[..17].to_vec();
+        torn.extend_from_slice(&old[17..]);
+        assert_eq!(unseal(&torn), None);
+        assert_eq!(unseal(b""), None);
+        assert_eq!(unseal(br#"{"applied_seq":1}"#), None);
+    }
 }

@@ -1,6 +1,5 @@
 //! Writing a store's own record, and removing expired ones.
 
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -25,9 +24,6 @@ pub(crate) const MIN_GAP: Duration = Duration::from_millis(50);
 /// watcher period later.
 const EARLY: Duration = Duration::from_millis(50);
 
-/// A temporary file older than this belongs to a writer that died midway.
-const TEMP_EXPIRES: Duration = Duration::from_secs(60);
-
 /// The environment variable that turns recording off for a process.
 const SWITCH: &str = "LIVESETTINGS_CONSUMER_RECORDS";
 
@@ -39,7 +35,10 @@ type State = (i64, Vec<RecordedRejection>);
 pub(crate) struct Recorder {
     folder: PathBuf,
     file: PathBuf,
-    temp: PathBuf,
+    /// The record, kept open and rewritten in place (see [`Recorder::put`]).
+    open: Option<std::fs::File>,
+    /// The longest record written: shorter ones are padded to it.
+    length: usize,
     record: Record,
     written: Option<State>,
     last_write: Option<Instant>,
@@ -74,7 +73,8 @@ impl Recorder {
         let now = SystemTime::now();
         Some(Recorder {
             file: folder.join(format!("{session}.json")),
-            temp: folder.join(format!(".{session}.tmp")),
+            open: None,
+            length: 0,
             folder,
             record: Record {
                 version: CONSUMER_RECORD_VERSION,
@@ -142,13 +142,14 @@ impl Recorder {
         self.record.heartbeat_ms = unix_ms(SystemTime::now());
         let written = serde_json::to_vec(&self.record)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| self.replace(&bytes));
+            .and_then(|body| self.put(&super::sealed(&body)));
         match written {
             Ok(()) => {
                 self.failing = false;
                 self.written = Some(state);
             }
             Err(error) => {
+                self.open = None;
                 if !self.failing {
                     log::debug!(
                         "cannot record this store as a consumer in {}: {error}",
@@ -160,9 +161,43 @@ impl Recorder {
         }
     }
 
-    /// Writes `bytes` to the temporary file and renames it over the record.
-    fn replace(&self, bytes: &[u8]) -> std::io::Result<()> {
-        match self.write_temp(bytes) {
+    /// Overwrites the record in place with `bytes`, padded with spaces to
+    /// the longest record written so far (so the file never shrinks and
+    /// needs no truncation). One `pwrite` of a kept-open file costs ~2 µs
+    /// here; a temporary file renamed over the record cost ~150 µs of CPU
+    /// (ext4 flushes a file renamed over another). A reader that catches a
+    /// write midway sees a broken seal and reads again.
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let reopen = match &self.open {
+            // Removed under us (an operator, a mistaken sweep): recreate.
+            Some(file) => file.metadata()?.nlink() == 0,
+            None => true,
+        };
+        if reopen {
+            self.open = None;
+            self.length = 0;
+            self.open = Some(self.create()?);
+        }
+        let mut padded = bytes.to_vec();
+        self.length = self.length.max(padded.len());
+        padded.resize(self.length, b' ');
+        match &self.open {
+            Some(file) => file.write_all_at(&padded, 0),
+            None => Err(std::io::Error::other("the record is not open")),
+        }
+    }
+
+    fn create(&self) -> std::io::Result<std::fs::File> {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(self.file_mode)
+                .open(&self.file)
+        };
+        match open() {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::DirBuilder::new()
                     .mode(self.dir_mode)
@@ -171,32 +206,20 @@ impl Recorder {
                         std::io::ErrorKind::AlreadyExists => Ok(()),
                         _ => Err(error),
                     })?;
-                self.write_temp(bytes)?;
+                open()
             }
-            other => other?,
+            other => other,
         }
-        std::fs::rename(&self.temp, &self.file)
-    }
-
-    fn write_temp(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(self.file_mode)
-            .open(&self.temp)?;
-        file.write_all(bytes)
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        for path in [&self.file, &self.temp] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => log::debug!("cannot remove {}: {error}", path.display()),
-            }
+        self.open = None;
+        match std::fs::remove_file(&self.file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => log::debug!("cannot remove {}: {error}", self.file.display()),
         }
     }
 }
@@ -212,8 +235,7 @@ fn state(core: &Core) -> State {
 }
 
 /// Removes the stale records in `folder` whose heartbeat is older than
-/// `grace`, and temporary files older than a minute; returns how many
-/// records went.
+/// `grace`; returns how many went.
 pub(crate) fn sweep(folder: &Path, here: &Identity, grace: Duration) -> Result<usize> {
     let now = SystemTime::now();
     let mut removed = 0;
@@ -235,25 +257,49 @@ pub(crate) fn sweep(folder: &Path, here: &Identity, grace: Duration) -> Result<u
             }
         }
     }
-    remove_old_temps(folder, now);
     Ok(removed)
 }
 
-fn remove_old_temps(folder: &Path, now: SystemTime) {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let is_temp = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|name| name.starts_with('.') && name.ends_with(".tmp"));
-        let old = entry
-            .metadata()
-            .and_then(|meta| meta.modified())
-            .is_ok_and(|at| now.duration_since(at).is_ok_and(|age| age >= TEMP_EXPIRES));
-        if is_temp && old {
-            let _ = std::fs::remove_file(entry.path());
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumers::identity::tests::{NO_SUCH_PID, record};
+
+    fn put(folder: &Path, record: &Record) -> PathBuf {
+        let path = folder.join(format!("{}.json", record.session));
+        let body = serde_json::to_vec(record).expect("serialize");
+        std::fs::write(&path, crate::consumers::sealed(&body)).expect("write");
+        path
+    }
+
+    #[test]
+    fn sweeping_removes_only_stale_records_past_the_grace_period() {
+        let folder = tempfile::tempdir().expect("a folder");
+        let here = Identity::current();
+        let dead = Identity {
+            pid: NO_SUCH_PID,
+            ..here.clone()
+        };
+        let live = put(
+            folder.path(),
+            &record(here.clone(), Duration::from_secs(600)),
+        );
+        let dead_recent = put(folder.path(), &record(dead.clone(), Duration::from_secs(1)));
+        let mut dead_old = record(dead, Duration::from_secs(60));
+        dead_old.session.push_str("old");
+        let dead_old = put(folder.path(), &dead_old);
+        let removed = sweep(folder.path(), &here, Duration::from_secs(30)).expect("sweep");
+        assert_eq!(removed, 1);
+        assert!(live.exists() && dead_recent.exists() && !dead_old.exists());
+    }
+
+    #[test]
+    fn sweeping_a_missing_folder_removes_nothing() {
+        let folder = tempfile::tempdir().expect("a folder");
+        let missing = folder.path().join("none");
+        assert_eq!(
+            sweep(&missing, &Identity::current(), STALE_GRACE).expect("sweep"),
+            0
+        );
     }
 }
