@@ -311,6 +311,7 @@ fn heartbeats_of_other_stores_do_not_wake_a_watcher() {
     // Creating the records' folder (what the first consumer does) wakes
     // nobody: its name is none of the database's files.
     let folder = livesettings::consumers_folder(&db.path);
+    assert!(!folder.exists());
     std::fs::create_dir(&folder).expect("create the consumers' folder");
     assert_eq!(
         settled_checks(&observer),
@@ -318,14 +319,26 @@ fn heartbeats_of_other_stores_do_not_wake_a_watcher() {
         "creating the folder woke it"
     );
 
-    // Another store opening touches the database's files (a hint, which
-    // the observer checks); its heartbeats afterwards touch only its record.
+    // Other stores opening touch the database's files (hints, which the
+    // observer checks); their heartbeats afterwards touch only their
+    // records. The quiet one records itself, but its heartbeats wait for
+    // its own (hourly) wake-ups.
+    let quiet = Options::new()
+        .with_origin("quiet")
+        .with_watch(WatchMode::Events {
+            safety_poll: Duration::from_secs(3600),
+        })
+        .open(&db.path)
+        .expect("open a quiet consumer");
     let beating = Options::new()
         .with_origin("beating")
         .open(&db.path)
         .expect("open");
-    wait_until("the record", || own_consumer(&db.path, "beating").is_some());
+    wait_until("the records", || {
+        own_consumer(&db.path, "beating").is_some() && own_consumer(&db.path, "quiet").is_some()
+    });
     let before = settled_checks(&observer);
+    let quiet_before = settled_checks(&quiet);
     let mut heartbeats = Vec::new();
     wait_until("three more heartbeats", || {
         if let Some(consumer) = own_consumer(&db.path, "beating") {
@@ -340,6 +353,15 @@ fn heartbeats_of_other_stores_do_not_wake_a_watcher() {
         before,
         "the observer's watcher woke for another store's heartbeats"
     );
+    assert_eq!(
+        quiet.stats().watcher_checks,
+        quiet_before,
+        "a heartbeat woke the quiet store's watcher"
+    );
+    assert_eq!(
+        own_consumer(&db.path, "quiet").map(|c| c.heartbeat_every),
+        Some(Duration::from_secs(3600))
+    );
 
     // It is awake: a commit wakes it.
     writer.set("a.b", &2).expect("set");
@@ -347,4 +369,5 @@ fn heartbeats_of_other_stores_do_not_wake_a_watcher() {
         stats.applied_seq == writer.stats().applied_seq
     });
     beating.close().expect("close");
+    quiet.close().expect("close");
 }

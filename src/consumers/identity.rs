@@ -61,8 +61,9 @@ pub(crate) fn is_gone(record: &Record, here: &Identity, now: SystemTime) -> bool
         };
     }
     let heartbeat = UNIX_EPOCH + Duration::from_millis(record.heartbeat_ms);
+    let every = Duration::from_millis(record.heartbeat_every_ms);
     now.duration_since(heartbeat)
-        .is_ok_and(|age| age > REMOTE_STALE_AFTER)
+        .is_ok_and(|age| age > REMOTE_STALE_AFTER.max(every.saturating_mul(3)))
 }
 
 /// The start time of process `pid` and whether it is a zombie (dead, not
@@ -109,6 +110,7 @@ pub(crate) mod tests {
             rejected: Vec::new(),
             heartbeat_ms: at,
             started_ms: at,
+            heartbeat_every_ms: 1000,
         }
     }
 

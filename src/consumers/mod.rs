@@ -13,7 +13,8 @@
 //! with a checksum "seal" that readers verify, reading again when they
 //! caught a write midway), never the write path: soon after the applied seq or the
 //! pending rejections change (at most every 50 ms), and as a heartbeat
-//! about every second. The store removes its record when it is closed or
+//! when the watcher wakes by itself (its safety poll or poll interval),
+//! at most once a second: a heartbeat never wakes the watcher. The store removes its record when it is closed or
 //! dropped. Stores that never write ([`Options::read_only`](crate::Options::read_only),
 //! or a process that cannot write beside the database) do not record, and
 //! a failed write is logged at debug level and never fails the store. Set
@@ -50,7 +51,8 @@ pub const CONSUMER_RECORD_VERSION: u32 = 1;
 pub const STALE_GRACE: Duration = Duration::from_secs(30);
 
 /// A record of a process on another host is stale when its heartbeat is
-/// older than this (its pid cannot be checked from here).
+/// older than this, or three of its heartbeat intervals if longer (its pid
+/// cannot be checked from here).
 pub const REMOTE_STALE_AFTER: Duration = Duration::from_secs(120);
 
 /// How often a running store removes expired records of others.
@@ -78,6 +80,9 @@ pub struct Consumer {
     pub heartbeat: SystemTime,
     /// When the store started recording.
     pub started: SystemTime,
+    /// How often the store rewrites its record when nothing changes (its
+    /// watcher's safety poll or poll interval, at least a second).
+    pub heartbeat_every: Duration,
     /// Whether the process is gone.
     pub state: ConsumerState,
 }
@@ -126,6 +131,9 @@ pub(crate) struct Record {
     pub(crate) heartbeat_ms: u64,
     /// Unix time in milliseconds.
     pub(crate) started_ms: u64,
+    /// How often the store rewrites the record when nothing changes.
+    #[serde(default)]
+    pub(crate) heartbeat_every_ms: u64,
 }
 
 /// A pending rejection as recorded.
@@ -197,6 +205,7 @@ fn consumer_of(record: Record, state: ConsumerState) -> Consumer {
     Consumer {
         heartbeat: at(record.heartbeat_ms),
         started: at(record.started_ms),
+        heartbeat_every: Duration::from_millis(record.heartbeat_every_ms),
         session: record.session,
         origin: record.origin,
         pid: record.identity.pid,

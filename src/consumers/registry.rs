@@ -13,7 +13,7 @@ use super::{
 use crate::engine::Core;
 use crate::error::Result;
 
-/// How often a record is rewritten when nothing changed.
+/// How often, at most, a record is rewritten when nothing changed.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// The shortest gap between two writes of a changed record (a burst of
@@ -49,10 +49,17 @@ pub(crate) struct Recorder {
     failing: bool,
 }
 
+/// The heartbeat interval of a store whose watcher wakes every `slow` by
+/// itself: the heartbeat rides on those wake-ups (a heartbeat never wakes
+/// the watcher, whose every wake-up runs a check), at most once a second.
+pub(crate) fn heartbeat_every(slow: Duration) -> Duration {
+    slow.max(HEARTBEAT)
+}
+
 impl Recorder {
     /// The recorder of `core`'s store, or `None` when it must not write
     /// (read-only) or recording is switched off.
-    pub(crate) fn new(core: &Core) -> Option<Recorder> {
+    pub(crate) fn new(core: &Core, slow: Duration) -> Option<Recorder> {
         if core.options.is_read_only() {
             log::debug!("a read-only store records no consumer entry");
             return None;
@@ -85,6 +92,7 @@ impl Recorder {
                 rejected: Vec::new(),
                 heartbeat_ms: unix_ms(now),
                 started_ms: unix_ms(now),
+                heartbeat_every_ms: heartbeat_every(slow).as_millis() as u64,
             },
             written: None,
             last_write: None,
@@ -95,17 +103,18 @@ impl Recorder {
         })
     }
 
-    /// How long the watcher may sleep before the record is due.
+    /// How long the watcher may sleep before a changed record is due
+    /// (`Duration::MAX` when it has not changed: heartbeats wait for the
+    /// watcher's own wake-ups).
     pub(crate) fn due_in(&self, core: &Core) -> Duration {
         let Some(last) = self.last_write else {
             return Duration::ZERO;
         };
-        let wait = if self.written.as_ref() == Some(&state(core)) {
-            HEARTBEAT
+        if self.written.as_ref() == Some(&state(core)) {
+            Duration::MAX
         } else {
-            MIN_GAP
-        };
-        wait.saturating_sub(last.elapsed())
+            MIN_GAP.saturating_sub(last.elapsed())
+        }
     }
 
     /// Writes the record when it changed (and the gap has passed) or a
@@ -115,7 +124,7 @@ impl Recorder {
         let due = self.last_write.is_none_or(|last| {
             let since = last.elapsed();
             if self.written.as_ref() == Some(&state) {
-                since + EARLY >= HEARTBEAT
+                since + EARLY >= Duration::from_millis(self.record.heartbeat_every_ms)
             } else {
                 since >= MIN_GAP
             }

@@ -90,10 +90,10 @@ fn run(
     let mut backoff: Option<usize> = Some(0);
     let mut last_error = String::new();
     // This store's consumer record; dropped (removed) when the thread ends.
-    let mut record = crate::consumers::registry::Recorder::new(core);
+    let mut record = crate::consumers::registry::Recorder::new(core, slow);
     loop {
         if let Some(record) = record.as_mut() {
-            record.tick(core); // After a pass that moved the seq, or a heartbeat.
+            record.tick(core); // After a pass that moved the seq; a heartbeat.
         }
         let deferred = core.activity.deferred.load(Ordering::Acquire);
         let timeout = if deferred {

@@ -182,6 +182,7 @@ fn consumer_json(consumer: &Consumer) -> Value {
         "heartbeat_ms": unix_ms(consumer.heartbeat),
         "heartbeat_age_seconds": consumer.heartbeat_age().as_secs_f64(),
         "started_ms": unix_ms(consumer.started),
+        "heartbeat_every_seconds": consumer.heartbeat_every.as_secs_f64(),
         "rejected": consumer.rejected.iter().map(|rejection| json!({
             "seq": rejection.seq,
             "keys": rejection.keys,
