@@ -39,7 +39,7 @@ fn main() {
     }
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         eprintln!(
-            "usage: bench_report [--quick] [--only memory,reads,writes,engine,shape,contention,reload,foreign,idle]"
+            "usage: bench_report [--quick] [--only memory,reads,writes,engine,shape,contention,reload,foreign,idle,consumers]"
         );
         return;
     }
@@ -113,6 +113,9 @@ fn main() {
     }
     if cfg.wants("idle") {
         bench_support::idle::rows(&cfg, &mut rows);
+    }
+    if cfg.wants("consumers") {
+        bench_support::consumers::rows(&cfg, &mut rows);
     }
 
     let command = std::iter::once(

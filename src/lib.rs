@@ -39,6 +39,7 @@
 
 #[cfg(feature = "async")]
 mod async_api;
+mod consumers;
 mod db;
 mod engine;
 mod error;
@@ -61,6 +62,10 @@ pub mod bench_internals;
 
 #[cfg(feature = "async")]
 pub use crate::async_api::{Closed, EventStream, LiveWatch};
+pub use crate::consumers::{
+    CONSUMER_RECORD_VERSION, Consumer, ConsumerState, REMOTE_STALE_AFTER, STALE_GRACE, SWEEP_EVERY,
+    consumers, consumers_folder, expire_consumers,
+};
 pub use crate::db::checkpoints::{Checkpoint, MAX_CHECKPOINT_NAME_BYTES, validate_checkpoint_name};
 pub use crate::db::history::{HistoryEntry, Retention};
 pub use crate::db::schema::SCHEMA_VERSION;

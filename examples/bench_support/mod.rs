@@ -2,6 +2,7 @@
 //! table, `/proc` readers and the machine description. The scenarios live in
 //! the sibling modules.
 
+pub mod consumers;
 pub mod contention;
 pub mod engine;
 pub mod foreign;

@@ -89,7 +89,12 @@ fn run(
     // Check at once: a commit may have landed between the load and arming.
     let mut backoff: Option<usize> = Some(0);
     let mut last_error = String::new();
+    // This store's consumer record; dropped (removed) when the thread ends.
+    let mut record = crate::consumers::registry::Recorder::new(core, slow);
     loop {
+        if let Some(record) = record.as_mut() {
+            record.tick(core); // After a pass that moved the seq; a heartbeat.
+        }
         let deferred = core.activity.deferred.load(Ordering::Acquire);
         let timeout = if deferred {
             core.activity
@@ -102,6 +107,9 @@ fn run(
         let timeout = core
             .override_due_in()
             .map_or(timeout, |due| timeout.min(due));
+        let timeout = record
+            .as_ref()
+            .map_or(timeout, |r| timeout.min(r.due_in(core)));
         let mut hinted = select! {
             recv(stopped) -> _ => {
                 drop(folder);

@@ -241,6 +241,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the consumers of the database (every running store with a
+    /// watcher: `watch`, `serve`, `sync`, applications): applied seq, lag,
+    /// last heartbeat, rejected sections, stale entries of dead processes
+    Status {
+        /// One JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Block until every live consumer has applied SEQ (exit 0; exit 1
+        /// on timeout, naming who lags; exit 0 at once with no consumers)
+        #[arg(long, value_name = "SEQ")]
+        wait: Option<i64>,
+        /// How long --wait waits, in seconds
+        #[arg(long, value_name = "SECS", default_value_t = 60.0, requires = "wait")]
+        timeout: f64,
+        /// Remove entries of dead processes whose last heartbeat is older
+        /// than this many seconds
+        #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+        expire_after: f64,
+    },
     /// Print a shell completion script (e.g. `livesettings completions bash
     /// > /etc/bash_completion.d/livesettings`)
     Completions {

@@ -14,6 +14,7 @@ use crate::failure::{Failure, note, out, out_committed};
 use crate::formats::Format;
 use crate::output;
 use crate::stats;
+use crate::status;
 
 /// The VisionFlow settings tree, seeded into an empty database by `--demo`.
 const DEMO_DEFAULTS: &str = include_str!("../../../examples/visionflow-settings.json");
@@ -570,6 +571,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 out(&stats.table())?;
             }
         }
+        Command::Status {
+            json,
+            wait,
+            timeout,
+            expire_after,
+        } => {
+            let request = status::Request {
+                json,
+                wait,
+                timeout: seconds(timeout),
+                expire_after: seconds(expire_after),
+            };
+            return status::run(&path, &request, || open_read_only(&path));
+        }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(
@@ -582,6 +597,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration from a number of seconds given on the command line
+/// (negative or not a number: zero; too large: saturated).
+fn seconds(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(std::time::Duration::MAX)
 }
 
 /// Opens an existing database for a command that only reads (`get`,

@@ -7,6 +7,7 @@ mod failure;
 mod formats;
 mod output;
 mod stats;
+mod status;
 
 use std::process::ExitCode;
 
