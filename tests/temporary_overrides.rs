@@ -132,3 +132,21 @@ fn an_override_over_a_pending_one_keeps_the_original_value_to_restore() {
     assert_eq!(pending[0].restore, Some(json!("normal")));
     assert!(store.set_for("mode", &1, Duration::ZERO).is_err());
 }
+
+#[test]
+fn status_lists_the_pending_overrides() {
+    let db = TempDb::new();
+    cli_ok(&db.path, &["set", "log.level", "\"info\""]);
+    cli_ok(&db.path, &["set", "log.level", "\"debug\"", "--for", "15m"]);
+    let table = cli_ok(&db.path, &["status"]);
+    assert!(table.contains("temporary override of log.level"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&cli_ok(&db.path, &["status", "--json"])).unwrap();
+    assert_eq!(report["overrides"][0]["key"], "log.level", "{report}");
+    assert_eq!(report["overrides"][0]["by"], "livesettings-cli");
+    // A set cancels it: nothing pending any more.
+    cli_ok(&db.path, &["set", "log.level", "\"warn\""]);
+    let report: serde_json::Value =
+        serde_json::from_str(&cli_ok(&db.path, &["status", "--json"])).unwrap();
+    assert_eq!(report["overrides"], json!([]), "{report}");
+}

@@ -42,11 +42,17 @@ pub fn run(
         None => {
             let store = open()?;
             let (newest, rows) = read(&store)?;
+            let overrides = store.pending_overrides()?;
             store.close()?;
             if request.json {
-                out(&to_json(path, newest, &rows).to_string())?;
+                let mut report = to_json(path, newest, &rows);
+                report["overrides"] = Value::Array(overrides.iter().map(override_json).collect());
+                out(&report.to_string())?;
             } else {
                 out(&table(newest, &rows))?;
+                for pending in &overrides {
+                    out(&override_line(pending))?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -276,4 +282,25 @@ fn table(newest: i64, rows: &[Row]) -> String {
         .collect();
     text.push_str(&rendered.join("\n"));
     text
+}
+
+/// A pending temporary override, without its values (status reads no rules
+/// file, so it cannot tell a secret key; `get` and `history` show them).
+fn override_json(pending: &livesettings::PendingOverride) -> Value {
+    json!({
+        "key": pending.key,
+        "until_ms": unix_ms(pending.until),
+        "by": pending.by,
+    })
+}
+
+fn override_line(pending: &livesettings::PendingOverride) -> String {
+    let left = pending.until.duration_since(SystemTime::now()).map_or_else(
+        |_| "due now".to_owned(),
+        |left| format!("in {:.0}s", left.as_secs_f64()),
+    );
+    format!(
+        "temporary override of {} (set by {}) expires {left}",
+        pending.key, pending.by
+    )
 }
