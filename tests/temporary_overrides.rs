@@ -150,3 +150,34 @@ fn status_lists_the_pending_overrides() {
         serde_json::from_str(&cli_ok(&db.path, &["status", "--json"])).unwrap();
     assert_eq!(report["overrides"], json!([]), "{report}");
 }
+
+#[test]
+fn a_read_command_after_expiry_shows_the_restored_value_and_writes_nothing() {
+    let db = TempDb::new();
+    cli_ok(&db.path, &["set", "log.level", "\"info\""]);
+    cli_ok(
+        &db.path,
+        &["set", "log.level", "\"debug\"", "--for", "300ms"],
+    );
+    let store = Options::new()
+        .with_watch(WatchMode::Off)
+        .read_only()
+        .open(&db.path)
+        .unwrap();
+    let until = store.pending_overrides().unwrap()[0].until;
+    store.close().unwrap();
+    sleep_past(until);
+    let before = fingerprint(&db.path);
+    // `get` reads without writing: it serves what the restore will write.
+    assert_eq!(cli_ok(&db.path, &["get", "log.level"]).trim(), "\"info\"");
+    assert_eq!(cli_ok(&db.path, &["export", "log"]).contains("info"), true);
+    assert_eq!(fingerprint(&db.path), before, "a read command wrote");
+    assert_eq!(db_value(&db.path, "log.level"), Some(json!("debug")));
+    // The next store with write access logs the restore.
+    cli_ok(&db.path, &["set", "other", "1"]);
+    assert_eq!(db_value(&db.path, "log.level"), Some(json!("info")));
+    assert_eq!(
+        newest_origin(&db.path, "log.level").as_deref(),
+        Some("override-expired")
+    );
+}

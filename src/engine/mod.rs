@@ -261,6 +261,16 @@ impl Core {
         Ok(core)
     }
 
+    /// Replaces the database's view before anyone subscribed (at open),
+    /// keeping the effective view in step.
+    pub(crate) fn replace_snapshot(&self, snapshot: Snapshot) {
+        if !self.layers.is_empty() {
+            self.effective
+                .store(std::sync::Arc::new(self.layers.effective(&snapshot)));
+        }
+        self.snapshot.store(std::sync::Arc::new(snapshot));
+    }
+
     /// What readers see: the database's view, or with layers the
     /// effective one.
     pub(crate) fn view(&self) -> &ArcSwap<Snapshot> {

@@ -75,6 +75,50 @@ impl Core {
         Ok(restored)
     }
 
+    /// For a store that cannot write: an override that expired while no
+    /// store ran is over all the same, so readers are served the value it
+    /// would restore (the database is not touched; the next store with
+    /// write access logs the restore, and this store then applies it like
+    /// any foreign change). Returns how many keys are served so.
+    pub(crate) fn serve_expired_overrides(&self) -> Result<usize> {
+        let now = now_ms();
+        let path = &self.path;
+        let due: Vec<(String, Option<String>)> = self.read("overrides", |tx, path| {
+            let mut due = Vec::new();
+            for (key, stored) in overrides::all(tx, path)? {
+                if stored.until_ms > now {
+                    continue;
+                }
+                if overrides::current_text(tx, path, &key)?.as_deref()
+                    == Some(stored.value.as_str())
+                {
+                    due.push((key, stored.restore));
+                }
+            }
+            Ok(due)
+        })?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.exclusive("serve_expired_overrides", || {
+            let mut served = (*self.snapshot.load_full()).clone();
+            for (key, restore) in &due {
+                let value = match restore {
+                    Some(text) => Some(crate::value::parse_stored_text(key, text)?),
+                    None => None,
+                };
+                served = served.with_change(key, value)?;
+            }
+            log::info!(
+                "{}: {} temporary overrides expired while no store ran; serving the values they restore",
+                path.display(),
+                due.len()
+            );
+            self.replace_snapshot(served);
+            Ok(due.len())
+        })
+    }
+
     /// Notes an override due at `until_ms` (set by this store).
     pub(crate) fn note_override_due(&self, until_ms: i64) {
         self.next_override_due.fetch_min(until_ms, Ordering::AcqRel);

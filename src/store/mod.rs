@@ -97,7 +97,9 @@ impl Store {
             store.seed(&seed)?;
         }
         // Temporary overrides that expired while no store ran.
-        if !read_only {
+        if read_only {
+            store.core.serve_expired_overrides()?;
+        } else {
             let restored = store.core.restore_due_overrides()?;
             if restored > 0 {
                 log::info!("restored {restored} expired temporary overrides");
