@@ -201,12 +201,22 @@ pub(crate) fn parse_stored_text(key: &str, text: &str) -> Result<Value> {
             ),
         });
     }
+    // Reasons name the key and the problem, never the stored text: they go
+    // to logs and rejection reasons, and the key may be secret.
     let value: Value = serde_json::from_str(text).map_err(|error| Error::InvalidValue {
         key: shorten(key),
-        reason: format!("not valid JSON ({error}): {}", shorten(text)),
+        reason: format!("not valid JSON ({error})"),
     })?;
     if check_depth(key, &value)? {
-        check_integers(key, text)?;
+        check_integers(key, text).map_err(|error| match error {
+            Error::InvalidValue { key, .. } => Error::InvalidValue {
+                key,
+                reason: "holds an integer that does not fit a 64-bit integer (i64 or u64), \
+                         which JSON numbers would round"
+                    .to_owned(),
+            },
+            other => other,
+        })?;
     }
     Ok(value)
 }

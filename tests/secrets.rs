@@ -565,3 +565,25 @@ fn a_secret_value_that_is_not_json_is_refused_without_echoing_it() {
     let plain = text(&cli(&db.path, &["set", "db.host", "plain-text"])).1;
     assert!(plain.contains("plain-text"), "{plain}");
 }
+
+#[test]
+fn an_unreadable_stored_value_is_refused_without_quoting_its_text() {
+    let db = db_with_secrets();
+    // Valid JSON the store cannot hold exactly: refused as it is read.
+    let huge = "98765432109876543210987";
+    sqlite3(
+        &db.path,
+        &format!("UPDATE settings SET value = '{huge}' WHERE key = 'db.password'"),
+    );
+    for args in [
+        &["get", "db"][..],
+        &["export"][..],
+        &["stats", "--json"][..],
+    ] {
+        for (run, output) in runs(&db.path, args) {
+            let (stdout, stderr) = text(&output);
+            assert!(!stdout.contains(huge), "{run} printed it: {stdout}");
+            assert!(!stderr.contains(huge), "{run} logged it: {stderr}");
+        }
+    }
+}
