@@ -40,7 +40,10 @@ impl Store {
     /// `seq` under `prefix`, then live events, with no gap and no duplicate
     /// at the seam. When the log no longer holds the rows after `seq`
     /// (pruned), returns [`Resumed::Compacted`]: resynchronize from its
-    /// snapshot, then read its live events.
+    /// snapshot, then read its live events. Events after the seam have a
+    /// greater seq, except an [`Event::Rejected`] of a validator registered
+    /// meanwhile, which carries the position it was registered at (see
+    /// [`Store::add_validator`]).
     ///
     /// # Errors
     /// [`Error::InvalidKey`], or an error reading the log.
