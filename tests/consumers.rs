@@ -277,6 +277,9 @@ fn settled_checks(store: &Store) -> u64 {
     let mut last = store.stats().watcher_checks;
     let mut settled = None;
     let quiet = poll_until(TIMEOUT, || {
+        // The observation window of "no change for a quarter of a second",
+        // not a wait for something to happen: the loop ends on the first
+        // quiet window, or the timeout.
         std::thread::sleep(Duration::from_millis(250));
         let now = store.stats().watcher_checks;
         let same = now == last;

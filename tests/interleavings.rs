@@ -373,6 +373,8 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 24,
         max_shrink_iters: 16,
+        // A failing case is printed in full; no seed file is written.
+        failure_persistence: None,
         ..ProptestConfig::default()
     })]
 

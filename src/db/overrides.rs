@@ -57,6 +57,32 @@ pub(crate) fn all(conn: &Connection, path: &Path) -> Result<Vec<(String, StoredO
     Ok(found)
 }
 
+/// The overrides still in force: the key holds the override's value. A
+/// later write of another value (by any writer) has cancelled the others;
+/// their rows go when they come due.
+pub(crate) fn in_force(conn: &Connection, path: &Path) -> Result<Vec<(String, StoredOverride)>> {
+    let mut kept = Vec::new();
+    for (key, stored) in all(conn, path)? {
+        if current_text(conn, path, &key)?.as_deref() == Some(stored.value.as_str()) {
+            kept.push((key, stored));
+        }
+    }
+    Ok(kept)
+}
+
+/// The override of `key`, if it is still in force.
+pub(crate) fn get_in_force(
+    conn: &Connection,
+    path: &Path,
+    key: &str,
+) -> Result<Option<StoredOverride>> {
+    let Some(stored) = get(conn, path, key)? else {
+        return Ok(None);
+    };
+    let holds = current_text(conn, path, key)?.as_deref() == Some(stored.value.as_str());
+    Ok(holds.then_some(stored))
+}
+
 /// The pending override of `key`.
 pub(crate) fn get(conn: &Connection, path: &Path, key: &str) -> Result<Option<StoredOverride>> {
     let text: Option<String> = conn

@@ -84,18 +84,11 @@ impl Core {
         let now = now_ms();
         let path = &self.path;
         let due: Vec<(String, Option<String>)> = self.read("overrides", |tx, path| {
-            let mut due = Vec::new();
-            for (key, stored) in overrides::all(tx, path)? {
-                if stored.until_ms > now {
-                    continue;
-                }
-                if overrides::current_text(tx, path, &key)?.as_deref()
-                    == Some(stored.value.as_str())
-                {
-                    due.push((key, stored.restore));
-                }
-            }
-            Ok(due)
+            Ok(overrides::in_force(tx, path)?
+                .into_iter()
+                .filter(|(_, stored)| stored.until_ms <= now)
+                .map(|(key, stored)| (key, stored.restore))
+                .collect())
         })?;
         if due.is_empty() {
             return Ok(0);

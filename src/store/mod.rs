@@ -228,11 +228,8 @@ impl Store {
             return self.write_section(key, &value);
         }
         let text = crate::value::to_stored_text(key, &value)?;
-        let path = &self.core.path;
         self.commit("set", |tx, snapshot| {
             writes::check_placement(snapshot, std::iter::once(key))?;
-            // A set cancels a temporary override of the key.
-            crate::db::overrides::remove(tx, path, key)?;
             writes::upsert(tx, key, &text)
         })
     }
@@ -309,11 +306,7 @@ impl Store {
     /// [`Error::InvalidKey`], [`Error::Busy`], [`Error::DatabaseMissing`].
     pub fn unset(&self, key: &str) -> Result<Commit> {
         validate_key(key)?;
-        let path = &self.core.path;
-        self.commit("unset", |tx, _| {
-            crate::db::overrides::remove(tx, path, key)?;
-            writes::delete_key(tx, key)
-        })
+        self.commit("unset", |tx, _| writes::delete_key(tx, key))
     }
 
     /// Removes `prefix` and every key below it (everything for `""`).

@@ -35,9 +35,10 @@ impl Store {
     /// back (removes the key if it was absent) as a new logged change with
     /// origin `override-expired`. Any running store with a watcher restores
     /// it on time; if none runs, the next store to open the database (not
-    /// read-only) does it at once. A later `set` or `unset` of the key
-    /// through a store cancels it, and so does any other write that leaves
-    /// the key with a different value (the restore is compare-and-restore).
+    /// read-only) does it at once. Any later write, by any writer, that
+    /// leaves the key with a different value cancels it (it is no longer
+    /// pending, and the restore is compare-and-restore); a write of the same
+    /// value does not.
     /// Setting an override over a pending one keeps the original value to
     /// restore and moves the expiry.
     ///
@@ -84,7 +85,9 @@ impl Store {
         let by = self.core.options.origin().to_owned();
         let commit = self.commit("set_for", |tx, snapshot| {
             writes::check_placement(snapshot, std::iter::once(key))?;
-            let restore = match overrides::get(tx, &path, key)? {
+            // Over an override still in force, keep what it will restore;
+            // one a later write cancelled restores nothing any more.
+            let restore = match overrides::get_in_force(tx, &path, key)? {
                 Some(pending) => pending.restore,
                 None => overrides::current_text(tx, &path, key)?,
             };
@@ -106,9 +109,9 @@ impl Store {
     /// # Errors
     /// An error reading the database.
     pub fn pending_overrides(&self) -> Result<Vec<PendingOverride>> {
-        let stored = self
-            .core
-            .read("pending_overrides", |tx, path| overrides::all(tx, path))?;
+        let stored = self.core.read("pending_overrides", |tx, path| {
+            overrides::in_force(tx, path)
+        })?;
         Ok(stored
             .into_iter()
             .map(|(key, stored)| {
