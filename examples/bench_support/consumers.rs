@@ -5,41 +5,16 @@
 //! per second (write system calls from `/proc/PID/io`, and the heartbeats
 //! seen in the records).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use super::idle::{binary, spawn_ready};
 use super::{Config, Row, progress, schedstat, target};
 use crate::support;
 
 /// Processes per side.
 const PER_SIDE: usize = 2;
-
-/// The `livesettings` binary beside this example's profile directory
-/// (built by the idle section, or by `cargo build --bin livesettings`).
-fn binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?.to_owned();
-    let target_dir = profile_dir.parent()?.to_owned();
-    let release = profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "--quiet", "--bin", "livesettings"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", &target_dir);
-    if release {
-        build.arg("--release");
-    }
-    if !matches!(build.status(), Ok(status) if status.success()) {
-        progress("cargo build of the CLI failed; using what exists");
-    }
-    let binary = profile_dir.join("livesettings");
-    binary.is_file().then_some(binary)
-}
 
 fn spawn(binary: &Path, db: &Path, record: bool) -> Child {
     let mut command = Command::new(binary);
@@ -47,18 +22,7 @@ fn spawn(binary: &Path, db: &Path, record: bool) -> Child {
     if !record {
         command.env("LIVESETTINGS_CONSUMER_RECORDS", "off");
     }
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start livesettings watch");
-    let mut stdout = BufReader::new(child.stdout.take().expect("watch stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("watch ready line");
-    assert!(line.contains("\"ready\""), "watch not ready: {line:?}");
-    std::thread::spawn(move || for _ in stdout.lines() {});
-    child
+    spawn_ready(command)
 }
 
 /// Write system calls of a process so far (`syscw` in `/proc/PID/io`).

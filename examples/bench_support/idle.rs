@@ -12,8 +12,8 @@ use super::{Config, Row, progress, schedstat, target};
 use crate::support;
 
 /// Builds (or refreshes) `livesettings` next to this example's profile
-/// directory and returns its path.
-fn binary() -> Option<PathBuf> {
+/// directory and returns its path (the consumers section uses it too).
+pub(super) fn binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let profile_dir = exe.parent()?.parent()?.to_owned();
     let target_dir = profile_dir.parent()?.to_owned();
@@ -51,6 +51,12 @@ fn spawn(binary: &Path, db: &Path, poll: bool) -> Child {
     if poll {
         command.arg("--poll");
     }
+    spawn_ready(command)
+}
+
+/// Starts a `watch` command, waits for its `ready` line, and keeps draining
+/// its stdout (nothing is expected while idle).
+pub(super) fn spawn_ready(mut command: Command) -> Child {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -64,7 +70,6 @@ fn spawn(binary: &Path, db: &Path, poll: bool) -> Child {
         line.contains("\"ready\""),
         "watch did not report ready: {line:?}"
     );
-    // Keep draining (nothing is expected while idle).
     std::thread::spawn(move || for _ in stdout.lines() {});
     child
 }
