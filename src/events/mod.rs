@@ -50,6 +50,18 @@ pub struct Change {
     pub source: Source,
 }
 
+impl Change {
+    /// The value before, `None` when the key was created.
+    pub fn old_value(&self) -> Option<&Value> {
+        self.old.as_ref()
+    }
+
+    /// The value after, `None` when the key was removed.
+    pub fn new_value(&self) -> Option<&Value> {
+        self.new.as_ref()
+    }
+}
+
 /// Why the store reloaded every key instead of applying the change log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
