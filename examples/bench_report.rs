@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Sections (for `--only`): `memory`, `reads`, `writes`, `engine`, `shape`,
-//! `contention`, `reload`, `foreign`, `idle`. Environment: `BENCH_IDLE_SECS` (idle sample
+//! `contention`, `reload`, `foreign`, `idle`, `consumers`, `curves` (1 000 to 1 000 000 keys). Environment: `BENCH_IDLE_SECS` (idle sample
 //! per `watch` process, default 30, 5 with `--quick`), `BENCH_LARGE_KEYS`
 //! (default 100000), `BENCH_DIR` (where the databases go, default a temporary
 //! folder). Needs `python3` (with its `sqlite3` module) for the foreign
@@ -39,7 +39,7 @@ fn main() {
     }
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         eprintln!(
-            "usage: bench_report [--quick] [--only memory,reads,writes,engine,shape,contention,reload,foreign,idle,consumers]"
+            "usage: bench_report [--quick] [--only memory,reads,writes,engine,shape,contention,reload,foreign,idle,consumers,curves]"
         );
         return;
     }
@@ -117,6 +117,9 @@ fn main() {
     if cfg.wants("consumers") {
         bench_support::consumers::rows(&cfg, &mut rows);
     }
+    let curves = cfg
+        .wants("curves")
+        .then(|| bench_support::curves::table(&cfg));
 
     let command = std::iter::once(
         "cargo run --release --features bench-internals --example bench_report".to_owned(),
@@ -134,5 +137,8 @@ fn main() {
         "\nTimes are wall-clock; \"p99\" is the 99th percentile of the samples (of batch means where the measurement says so). Ratios compare medians.\n"
     );
     print!("{}", table(&rows));
+    if let Some(curves) = curves {
+        print!("{curves}");
+    }
     progress("done");
 }

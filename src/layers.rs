@@ -145,7 +145,7 @@ impl Layers {
             return None;
         }
         if let Some(value) = db.entry(key) {
-            return Some((Arc::clone(value), Layer::Database));
+            return Some((value, Layer::Database));
         }
         let default = self.defaults.get(key)?;
         let db_shape_wins =

@@ -229,7 +229,7 @@ mod tests {
             ]
             .into_iter()
             .map(|(k, v)| (Arc::<str>::from(k), Arc::new(v)))
-            .collect(),
+            .collect::<Vec<_>>(),
         );
         let keys: Vec<String> = rules.check(&snapshot).into_iter().map(|v| v.key).collect();
         assert_eq!(keys, ["g.b.damping", "ctx", "flags.x.y"]);

@@ -1,9 +1,14 @@
 //! The immutable, persistent snapshot that readers load.
 
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::iter::Peekable;
+use std::ops::Bound;
 use std::sync::Arc;
 
-use imbl::shared_ptr::DefaultSharedPtr;
-use imbl::{GenericHashMap, OrdMap};
+use hashbrown::HashTable;
+use imbl::OrdMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -13,9 +18,9 @@ use crate::value::unflatten;
 
 /// An immutable view of every setting at one point of the change log.
 ///
-/// Cloning is cheap (structural sharing), and applying one change to a copy
-/// costs O(log n). Load it once per unit of work to read several keys from
-/// the same commit:
+/// Cloning is cheap (two reference counts), and applying one change to a
+/// copy costs O(log c), c the changes since the last compaction. Load it
+/// once per unit of work to read several keys from the same commit:
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -31,52 +36,259 @@ use crate::value::unflatten;
 /// # let _ = (damping, spring);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+///
+/// Inside, a compact immutable [`Base`] (every key's text in one buffer, in
+/// order, with a hash table of positions) holds the bulk, shared by every
+/// copy; the changes since it was built sit in a small persistent ordered
+/// `overlay`. When the overlay outgrows an eighth of the base, the two are
+/// merged into a new base: an O(n) step every n/8 changes, so a change
+/// costs O(log c) plus a constant amortized share, whatever n is.
+#[derive(Clone, Default)]
 pub struct Snapshot {
     seq: i64,
-    /// Ordered, for prefix scans and sections.
-    entries: OrdMap<Arc<str>, Arc<Value>>,
-    /// The same entries hashed, for point reads: a lookup in the ordered map
-    /// costs ~17 comparisons of keys with long shared prefixes at 100 000
-    /// keys. Both maps share the key and value allocations.
-    index: Index,
+    base: Arc<Base>,
+    /// Changes since `base`, in key order: `Some` sets a key, `None`
+    /// removes a key of the base.
+    overlay: OrdMap<Arc<str>, Option<Stored>>,
+    len: usize,
 }
 
-/// A persistent hash map with a fast, randomly seeded hasher.
-type Index = GenericHashMap<Arc<str>, Arc<Value>, foldhash::fast::RandomState, DefaultSharedPtr>;
+/// A value as a snapshot holds it: a scalar inline (no allocation of its
+/// own), anything else behind a shared pointer that events and other
+/// snapshots share.
+#[derive(Clone, Debug, PartialEq)]
+enum Stored {
+    Scalar(Value),
+    Shared(Arc<Value>),
+}
 
-impl Snapshot {
-    pub(crate) fn new(seq: i64, entries: OrdMap<Arc<str>, Arc<Value>>) -> Self {
-        let index = entries
-            .iter()
-            .map(|(key, value)| (Arc::clone(key), Arc::clone(value)))
-            .collect();
-        Snapshot {
-            seq,
-            entries,
-            index,
+impl Stored {
+    fn from_shared(value: Arc<Value>) -> Stored {
+        match &*value {
+            Value::Null | Value::Bool(_) | Value::Number(_) => Stored::Scalar((*value).clone()),
+            Value::String(_) | Value::Array(_) | Value::Object(_) => Stored::Shared(value),
         }
     }
 
-    /// Sets (`Some`) or removes (`None`) one key in both maps: O(log n) with
-    /// structural sharing.
-    pub(crate) fn put(&mut self, key: Arc<str>, value: Option<Arc<Value>>) {
-        match value {
-            Some(value) => {
-                self.index.insert(Arc::clone(&key), Arc::clone(&value));
-                self.entries.insert(key, value);
-            }
-            None => {
-                self.index.remove(key.as_ref());
-                self.entries.remove(key.as_ref());
+    fn value(&self) -> &Value {
+        match self {
+            Stored::Scalar(value) => value,
+            Stored::Shared(value) => value,
+        }
+    }
+
+    fn to_shared(&self) -> Arc<Value> {
+        match self {
+            Stored::Scalar(value) => Arc::new(value.clone()),
+            Stored::Shared(value) => Arc::clone(value),
+        }
+    }
+}
+
+/// Below this many changes the overlay is never merged into the base (a
+/// handful in unit tests, so that they merge often).
+const OVERLAY_MIN: usize = if cfg!(test) { 8 } else { 128 };
+
+/// The immutable bulk of a snapshot: keys in order, their text in one
+/// buffer (no allocation per key), values shared with events and other
+/// snapshots, and a hash table of positions for point reads.
+#[derive(Default)]
+struct Base {
+    /// Every key's text, concatenated in key order.
+    text: String,
+    /// `ends[i]`: where key `i` ends in `text` (it starts where `i - 1`
+    /// ends).
+    ends: Vec<usize>,
+    values: Vec<Stored>,
+    /// Positions, hashed by key.
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Base {
+    /// From `(key, value)` pairs in strictly increasing key order.
+    /// From `(key, value)` pairs in strictly increasing key order;
+    /// `keys`: how many there are (a capacity hint).
+    fn from_sorted<'a>(keys: usize, pairs: impl Iterator<Item = (&'a str, Stored)>) -> Base {
+        let mut base = Base {
+            ends: Vec::with_capacity(keys),
+            values: Vec::with_capacity(keys),
+            ..Base::default()
+        };
+        for (key, value) in pairs {
+            debug_assert!(base.len() == 0 || base.key(base.len() - 1) < key);
+            base.text.push_str(key);
+            base.ends.push(base.text.len());
+            base.values.push(value);
+        }
+        base.text.shrink_to_fit();
+        base.ends.shrink_to_fit();
+        base.values.shrink_to_fit();
+        let mut index = HashTable::with_capacity(base.len());
+        for at in 0..base.len() {
+            let hash = base.hasher.hash_one(base.key(at));
+            // Positions fit in u32: a snapshot never holds 4 billion keys
+            // (each key takes a row of a SQLite table and memory here).
+            let position = u32::try_from(at).unwrap_or(u32::MAX);
+            index.insert_unique(hash, position, |&other| {
+                base.hasher.hash_one(base.key(other as usize))
+            });
+        }
+        base.index = index;
+        base
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn key(&self, at: usize) -> &str {
+        let start = at.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.text[start..self.ends[at]]
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&at| self.key(at as usize) == key)
+            .map(|&at| at as usize)
+    }
+
+    fn get(&self, key: &str) -> Option<&Stored> {
+        self.position(key).map(|at| &self.values[at])
+    }
+
+    /// The first position whose key is not below `bound`.
+    fn lower_bound(&self, bound: &str) -> usize {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.key(mid) < bound {
+                low = mid + 1;
+            } else {
+                high = mid;
             }
         }
+        low
+    }
+}
+
+/// Collects a snapshot's entries in any order without an allocation per
+/// key: the keys' text goes to one buffer, sorted once at the end. A full
+/// reload of 100 000 keys would otherwise leave 100 000 freed key
+/// allocations scattered between the live values, memory the process keeps.
+#[derive(Default)]
+pub(crate) struct Builder {
+    text: String,
+    spans: Vec<(usize, usize)>,
+    values: Vec<Stored>,
+}
+
+impl Builder {
+    pub(crate) fn with_capacity(keys: usize) -> Self {
+        Builder {
+            text: String::with_capacity(keys * 48),
+            spans: Vec::with_capacity(keys),
+            values: Vec::with_capacity(keys),
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: &str, value: Arc<Value>) {
+        let start = self.text.len();
+        self.text.push_str(key);
+        self.spans.push((start, self.text.len()));
+        self.values.push(Stored::from_shared(value));
+    }
+
+    /// The snapshot at `seq`; of two entries with one key the last pushed
+    /// wins.
+    pub(crate) fn finish(self, seq: i64) -> Snapshot {
+        let Builder {
+            text,
+            spans,
+            values,
+        } = self;
+        let key = |at: usize| &text[spans[at].0..spans[at].1];
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        if !order.is_sorted_by(|&a, &b| key(a) < key(b)) {
+            // Stable: of equal keys the last pushed comes last.
+            order.sort_by(|&a, &b| key(a).cmp(key(b)));
+            let mut unique: Vec<usize> = Vec::with_capacity(order.len());
+            for at in order {
+                match unique.last_mut() {
+                    Some(last) if key(*last) == key(at) => *last = at,
+                    _ => unique.push(at),
+                }
+            }
+            order = unique;
+        }
+        let base = Base::from_sorted(
+            order.len(),
+            order.into_iter().map(|at| (key(at), values[at].clone())),
+        );
+        Snapshot {
+            seq,
+            len: base.len(),
+            base: Arc::new(base),
+            overlay: OrdMap::new(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// From `(key, value)` pairs in any order; of two pairs with one key
+    /// the last wins.
+    pub(crate) fn new(seq: i64, pairs: impl IntoIterator<Item = (Arc<str>, Arc<Value>)>) -> Self {
+        let mut builder = Builder::default();
+        for (key, value) in pairs {
+            builder.push(&key, value);
+        }
+        builder.finish(seq)
+    }
+
+    /// Sets (`Some`) or removes (`None`) one key: O(log c), c the changes
+    /// since the last compaction, plus the amortized compaction.
+    pub(crate) fn put(&mut self, key: Arc<str>, value: Option<Arc<Value>>) {
+        let in_base = self.base.position(&key).is_some();
+        let was = match self.overlay.get(&*key) {
+            Some(entry) => entry.is_some(),
+            None => in_base,
+        };
+        let now = value.is_some();
+        match value {
+            None if !in_base => {
+                self.overlay.remove(&*key);
+            }
+            value => {
+                self.overlay.insert(key, value.map(Stored::from_shared));
+            }
+        }
+        match (was, now) {
+            (false, true) => self.len += 1,
+            (true, false) => self.len -= 1,
+            _ => {}
+        }
+        if self.overlay.len() > OVERLAY_MIN.max(self.base.len() / 8) {
+            self.compact();
+        }
+    }
+
+    /// Merges the overlay into a new base.
+    fn compact(&mut self) {
+        let base = Base::from_sorted(
+            self.len,
+            self.stored_entries("")
+                .map(|(key, value)| (key, value.clone())),
+        );
+        self.len = base.len();
+        self.base = Arc::new(base);
+        self.overlay = OrdMap::new();
     }
 
     /// A copy with `key` set to `value` (`None` removes it), at the same
-    /// seq; the original is untouched. Costs O(log n): the copy shares all
-    /// but the changed paths. The step the store runs per changed key (the
-    /// bench report reaches it through the `bench-internals` feature).
+    /// seq; the original is untouched. The step the store runs per changed
+    /// key (the bench report reaches it through the `bench-internals`
+    /// feature).
     ///
     /// # Errors
     /// [`Error::InvalidKey`] for a malformed key, [`Error::InvalidValue`]
@@ -102,17 +314,17 @@ impl Snapshot {
 
     /// How many keys it holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether it holds no key.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// The JSON value stored at `key`.
     pub fn get_json(&self, key: &str) -> Option<&Value> {
-        self.index.get(key).map(Arc::as_ref)
+        self.stored(key).map(Stored::value)
     }
 
     /// The value at `key`, deserialized. `Ok(None)` when the key is absent.
@@ -121,15 +333,15 @@ impl Snapshot {
     /// [`Error::Decode`] when the stored value does not fit `T`; its key is
     /// the path of the part that does not fit (`physics.sizes[2]`).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.index.get(key) {
+        match self.get_json(key) {
             None => Ok(None),
-            Some(value) => decode(key, value.as_ref()).map(Some),
+            Some(value) => decode(key, value).map(Some),
         }
     }
 
     /// Whether `key` holds a value.
     pub fn contains(&self, key: &str) -> bool {
-        self.index.contains_key(key)
+        self.stored(key).is_some()
     }
 
     /// Every `(key, value)` at or below `prefix`, in key order. The empty
@@ -138,33 +350,52 @@ impl Snapshot {
         &'s self,
         prefix: &str,
     ) -> impl Iterator<Item = (&'s str, &'s Value)> + use<'s> {
+        self.stored_entries(prefix)
+            .map(|(key, value)| (key, value.value()))
+    }
+
+    /// [`Snapshot::entries`], as stored.
+    fn stored_entries<'s>(
+        &'s self,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'s str, &'s Stored)> + use<'s> {
         let exact = if prefix.is_empty() {
             None
         } else {
-            self.index
-                .get_key_value(prefix)
-                .map(|(key, value)| (key.as_ref(), value.as_ref()))
+            self.entry_with_key(prefix)
         };
-        // Every key strictly below `prefix` starts with `prefix.`; they sort
-        // together because no key byte sorts between '.' and the next one
-        // inside such a run.
-        let start: Arc<str> = if prefix.is_empty() {
-            Arc::from("")
+        // Every key strictly below `prefix` starts with `prefix.`: they sort
+        // together in [`prefix.`, `prefix/`), since '/' follows '.'.
+        let (from, to) = if prefix.is_empty() {
+            (String::new(), None)
         } else {
-            Arc::from(format!("{prefix}."))
+            (format!("{prefix}."), Some(format!("{prefix}/")))
         };
-        let run = Arc::clone(&start);
-        let below = self
-            .entries
-            .range(start..)
-            .take_while(move |(key, _)| key.starts_with(&*run))
-            .map(|(key, value)| (key.as_ref(), value.as_ref()));
+        let base_from = self.base.lower_bound(&from);
+        let base_to = to
+            .as_deref()
+            .map_or(self.base.len(), |to| self.base.lower_bound(to));
+        let upper = match &to {
+            Some(to) => Bound::Excluded(to.as_str()),
+            None => Bound::Unbounded,
+        };
+        let overlay = self
+            .overlay
+            .range::<_, str>((Bound::Included(from.as_str()), upper))
+            .map(|(key, value)| (&**key, value.as_ref()))
+            .peekable();
+        let below = Merged {
+            base: &self.base,
+            at: base_from,
+            end: base_to,
+            overlay,
+        };
         exact.into_iter().chain(below)
     }
 
     /// The keys at or below `prefix`, in order.
     pub fn keys<'s>(&'s self, prefix: &str) -> impl Iterator<Item = &'s str> + use<'s> {
-        self.entries(prefix).map(|(key, _)| key)
+        self.stored_entries(prefix).map(|(key, _)| key)
     }
 
     /// The value at `prefix` when it is a key, otherwise the section below it
@@ -173,8 +404,8 @@ impl Snapshot {
     /// # Errors
     /// [`Error::Conflict`] when a key below is both a value and a section.
     pub fn subtree(&self, prefix: &str) -> Result<Option<Value>> {
-        if let Some(value) = self.index.get(prefix) {
-            return Ok(Some(value.as_ref().clone()));
+        if let Some(value) = self.get_json(prefix) {
+            return Ok(Some(value.clone()));
         }
         let mut below = self.entries(prefix).peekable();
         if below.peek().is_none() {
@@ -203,19 +434,83 @@ impl Snapshot {
         decode(prefix, tree)
     }
 
-    pub(crate) fn entry(&self, key: &str) -> Option<&Arc<Value>> {
-        self.index.get(key)
+    /// The value at `key`, shared (a scalar gets an allocation of its own).
+    pub(crate) fn entry(&self, key: &str) -> Option<Arc<Value>> {
+        self.stored(key).map(Stored::to_shared)
     }
 
-    pub(crate) fn map(&self) -> &OrdMap<Arc<str>, Arc<Value>> {
-        &self.entries
+    fn stored(&self, key: &str) -> Option<&Stored> {
+        if !self.overlay.is_empty() {
+            if let Some(changed) = self.overlay.get(key) {
+                return changed.as_ref();
+            }
+        }
+        self.base.get(key)
+    }
+
+    fn entry_with_key(&self, key: &str) -> Option<(&str, &Stored)> {
+        if !self.overlay.is_empty() {
+            if let Some((key, changed)) = self.overlay.get_key_value(key) {
+                return changed.as_ref().map(|value| (&**key, value));
+            }
+        }
+        let at = self.base.position(key)?;
+        Some((self.base.key(at), &self.base.values[at]))
+    }
+
+    /// A snapshot of just `keys` (those present), at the same seq: what a
+    /// per-key check judges when only those keys changed.
+    pub(crate) fn only(&self, keys: &[Arc<str>]) -> Snapshot {
+        let mut builder = Builder::with_capacity(keys.len());
+        for key in keys {
+            if let Some(value) = self.entry(key) {
+                builder.push(key, value);
+            }
+        }
+        builder.finish(self.seq)
+    }
+
+    /// The per-key difference to `after`, in key order: `(key, before,
+    /// after)` for every key whose value differs (by content).
+    pub(crate) fn diff<'s>(
+        &'s self,
+        after: &'s Snapshot,
+    ) -> impl Iterator<Item = (&'s str, Option<&'s Value>, Option<&'s Value>)> + 's {
+        let mut old = self.entries("").peekable();
+        let mut new = after.entries("").peekable();
+        std::iter::from_fn(move || {
+            loop {
+                let order = match (old.peek(), new.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some((a, _)), Some((b, _))) => a.cmp(b),
+                };
+                match order {
+                    Ordering::Less => {
+                        let (key, value) = old.next()?;
+                        return Some((key, Some(value), None));
+                    }
+                    Ordering::Greater => {
+                        let (key, value) = new.next()?;
+                        return Some((key, None, Some(value)));
+                    }
+                    Ordering::Equal => {
+                        let (key, before) = old.next()?;
+                        let (_, now) = new.next()?;
+                        if !std::ptr::eq(before, now) && before != now {
+                            return Some((key, Some(before), Some(now)));
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// The entries at or below `prefix`, sharing their allocations.
     pub(crate) fn section_pairs(&self, prefix: &str) -> Vec<(Arc<str>, Arc<Value>)> {
-        self.entries(prefix)
-            .filter_map(|(key, _)| self.index.get_key_value(key))
-            .map(|(key, value)| (Arc::clone(key), Arc::clone(value)))
+        self.stored_entries(prefix)
+            .map(|(key, value)| (Arc::from(key), value.to_shared()))
             .collect()
     }
 
@@ -233,6 +528,65 @@ impl Snapshot {
             next.put(key, Some(value));
         }
         next
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Entries<'a>(&'a Snapshot);
+        impl fmt::Debug for Entries<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(self.0.entries("")).finish()
+            }
+        }
+        f.debug_struct("Snapshot")
+            .field("seq", &self.seq)
+            .field("entries", &Entries(self))
+            .finish()
+    }
+}
+
+/// The base's run `[at, end)` merged with the overlay's changes over the
+/// same range, in key order: a changed key shows its new value, a removed
+/// one is skipped.
+struct Merged<'s, O: Iterator<Item = (&'s str, Option<&'s Stored>)>> {
+    base: &'s Base,
+    at: usize,
+    end: usize,
+    overlay: Peekable<O>,
+}
+
+impl<'s, O: Iterator<Item = (&'s str, Option<&'s Stored>)>> Iterator for Merged<'s, O> {
+    type Item = (&'s str, &'s Stored);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let base_key = (self.at < self.end).then(|| self.base.key(self.at));
+            let order = match (base_key, self.overlay.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(key), Some((changed, _))) => key.cmp(changed),
+            };
+            match order {
+                Ordering::Less => {
+                    let at = self.at;
+                    self.at += 1;
+                    return Some((self.base.key(at), &self.base.values[at]));
+                }
+                Ordering::Equal => {
+                    self.at += 1;
+                    if let Some((key, Some(value))) = self.overlay.next() {
+                        return Some((key, value));
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some((key, Some(value))) = self.overlay.next() {
+                        return Some((key, value));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -264,11 +618,81 @@ mod tests {
     use serde_json::json;
 
     fn snapshot(pairs: &[(&str, Value)]) -> Snapshot {
-        let entries = pairs
+        let entries: Vec<_> = pairs
             .iter()
             .map(|(k, v)| (Arc::<str>::from(*k), Arc::new(v.clone())))
             .collect();
         Snapshot::new(1, entries)
+    }
+
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn key_strategy() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec!["a", "b", "a-x", "b_", "c9"]),
+            1..4,
+        )
+        .prop_map(|segments| segments.join("."))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Sets and removals, enough to merge the overlay into the base
+        /// several times, give the same reads, scans, length and diff as an
+        /// ordered map fed the same changes.
+        #[test]
+        fn a_snapshot_reads_like_an_ordered_map_through_compactions(
+            initial in prop::collection::btree_map(key_strategy(), 0i64..5, 0..40),
+            changes in prop::collection::vec((key_strategy(), prop::option::of(0i64..5)), 0..600),
+        ) {
+            let mut model: BTreeMap<String, Value> =
+                initial.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            let start = Snapshot::new(
+                1,
+                model.iter().map(|(k, v)| (Arc::<str>::from(k.as_str()), Arc::new(v.clone()))).collect::<Vec<_>>(),
+            );
+            let mut snapshot = start.clone();
+            for (key, value) in &changes {
+                let value = value.map(|v| json!(v));
+                match &value {
+                    Some(v) => { model.insert(key.clone(), v.clone()); }
+                    None => { model.remove(key); }
+                }
+                snapshot.put(Arc::from(key.as_str()), value.map(Arc::new));
+            }
+            prop_assert_eq!(snapshot.len(), model.len());
+            let all: Vec<(String, Value)> = snapshot.entries("").map(|(k, v)| (k.to_owned(), v.clone())).collect();
+            let expected: Vec<(String, Value)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            prop_assert_eq!(all, expected);
+            for prefix in ["a", "b", "a.a", "a-x", "c9.b", "zz"] {
+                let scanned: Vec<&str> = snapshot.keys(prefix).collect();
+                let wanted: Vec<&str> = model
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| *k == prefix || k.starts_with(&format!("{prefix}.")))
+                    .collect();
+                prop_assert_eq!(scanned, wanted);
+            }
+            for (key, _) in &changes {
+                prop_assert_eq!(snapshot.get_json(key), model.get(key));
+            }
+            let diffed: Vec<String> = start.diff(&snapshot).map(|(k, _, _)| k.to_owned()).collect();
+            let mut differing: Vec<String> = initial
+                .keys()
+                .chain(model.keys())
+                .filter(|k| initial.get(*k).map(|v| json!(v)) != model.get(*k).cloned())
+                .cloned()
+                .collect();
+            differing.sort();
+            differing.dedup();
+            prop_assert_eq!(diffed, differing);
+        }
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn last_value(cfg: &Config) -> i64 {
     FIRST + cfg.commits as i64 - 1
 }
 
-fn through_store(cfg: &Config, db: &Path, key: &str, writer: Writer) -> Delays {
+pub fn through_store(cfg: &Config, db: &Path, key: &str, writer: Writer) -> Delays {
     let store = support::open_store(db);
     let events = store.subscribe(key).expect("subscribe");
     let mut process = spawn(cfg, db, key, writer);

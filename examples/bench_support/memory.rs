@@ -48,7 +48,7 @@ pub fn child(kind: &str, path: &Path) {
     println!("{before} {after} {keys}");
 }
 
-fn measure(path: &Path, kind: &str) -> Option<(u64, u64, usize)> {
+pub fn measure(path: &Path, kind: &str) -> Option<(u64, u64, usize)> {
     let exe = std::env::current_exe().ok()?;
     let output = Command::new(exe)
         .arg("--memory-child")

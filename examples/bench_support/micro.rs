@@ -364,6 +364,38 @@ fn set_cost(cfg: &Config, golden: &Golden) -> (Samples, Samples) {
     (ours, baseline)
 }
 
+/// `set` of numeric keys at the large size with `rules` registered (a
+/// `number` rule on every key the pattern matches), against the same `set`
+/// with no rules, in one run.
+fn set_under_rules(cfg: &Config, golden: &Golden, pattern: &str) -> (Samples, Samples) {
+    let targets = support::numeric_keys(&golden.leaves, ROTATION);
+    let mut samples = Vec::new();
+    for with_rules in [true, false] {
+        let path = fresh_copy(
+            &golden.path,
+            &cfg.workdir,
+            &format!("rules-{with_rules}-{}", golden.keys),
+        );
+        let store = support::open_store(&path);
+        if with_rules {
+            let rules = livesettings::Rules::from_json(&format!(
+                r#"{{"rules": [{{"keys": "{pattern}", "type": "number"}}]}}"#
+            ))
+            .expect("rules");
+            store.add_rules(&rules).expect("add_rules");
+        }
+        samples.push(each(cfg.set_samples, 50, |at| {
+            store
+                .set(&targets[at % ROTATION], &(at as f64 + 0.5))
+                .unwrap();
+        }));
+        store.close().expect("close");
+    }
+    let without = samples.pop().expect("two runs");
+    let with = samples.pop().expect("two runs");
+    (with, without)
+}
+
 /// `set` end to end at both sizes and `merge` of the fixture.
 pub fn write_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<Row>) {
     for golden in [small, large] {
@@ -382,6 +414,31 @@ pub fn write_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<R
                 "plain SQLite `UPDATE` autocommit (trigger included), no store",
                 &baseline,
             ),
+        );
+    }
+
+    for pattern in ["visualisation.**", "**"] {
+        progress(format!(
+            "set at {} keys under the rule '{pattern}'",
+            large.keys
+        ));
+        let (with, without) = set_under_rules(cfg, large, pattern);
+        rows.push(
+            Row::new(
+                "writes",
+                format!(
+                    "`set` of a numeric key, {} keys, under the rule `{pattern}` (type number)",
+                    large.keys
+                ),
+            )
+            .timed(&with, "the same `set` with no rules", &without)
+            .target(target(
+                format!(
+                    "≤ 2× the set without rules ({:.2}×)",
+                    with.median() / without.median()
+                ),
+                with.median() <= 2.0 * without.median(),
+            )),
         );
     }
 

@@ -4,6 +4,7 @@
 
 pub mod consumers;
 pub mod contention;
+pub mod curves;
 pub mod engine;
 pub mod foreign;
 pub mod idle;

@@ -136,7 +136,7 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
                     continue;
                 }
             };
-            let old = pass.snapshot.entry(&row.key).cloned();
+            let old = pass.snapshot.entry(&row.key);
             if old == new {
                 continue;
             }

@@ -4,16 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use imbl::OrdMap;
-use imbl::ordmap::DiffItem;
 use rusqlite::Connection;
-use serde_json::Value;
 
 use crate::engine::pass::{Pass, Position};
 use crate::error::{Result, SqliteContext};
 use crate::events::{Change, Event, Rejection, ReloadReason, Source};
 use crate::key::validate_key;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Builder, Snapshot};
 use crate::value::parse_stored_text;
 
 /// Reads every row, keeps the last good value of undecodable ones, and diffs
@@ -41,7 +38,7 @@ pub(crate) fn full_reload(
         seq: seq_max,
     }];
     let mut refused: Vec<Rejection> = Vec::new();
-    let mut pairs: Vec<(Arc<str>, Arc<Value>)> = Vec::new();
+    let mut pairs = Builder::with_capacity(current.len());
     while let Some(row) = rows.next().context(path, "cannot read the settings")? {
         // Borrow the row's text instead of copying it into Strings: a full
         // reload of 100 000 keys spends most of its time here.
@@ -67,10 +64,10 @@ pub(crate) fn full_reload(
             }),
         });
         match decoded {
-            Ok(value) => pairs.push((Arc::from(key), Arc::new(value))),
+            Ok(value) => pairs.push(key, Arc::new(value)),
             Err(error) => {
                 if let Some(previous) = current.entry(key) {
-                    pairs.push((Arc::from(key), Arc::clone(previous)));
+                    pairs.push(key, previous);
                 }
                 refused.push(Rejection {
                     seq: seq_max,
@@ -80,9 +77,16 @@ pub(crate) fn full_reload(
             }
         }
     }
-    let mut entries: OrdMap<Arc<str>, Arc<Value>> = pairs.into_iter().collect();
-    for misplaced in misplaced_keys(&entries, current) {
-        entries.remove(misplaced.as_str());
+    drop(rows);
+    drop(statement);
+    // Reads come from memory: the page cache the scan filled (up to 2 MiB
+    // at SQLite's default) would only hold pages nobody reads again soon.
+    if let Err(error) = conn.execute_batch("PRAGMA shrink_memory") {
+        log::debug!("{}: cannot shrink SQLite's cache: {error}", path.display());
+    }
+    let mut snapshot = pairs.finish(seq_max);
+    for misplaced in misplaced_keys(&snapshot, current) {
+        snapshot.put(Arc::from(misplaced.as_str()), None);
         refused.push(Rejection {
             seq: seq_max,
             keys: vec![misplaced.clone()],
@@ -100,27 +104,17 @@ pub(crate) fn full_reload(
         // (refused rows are kept in the pass for `rejected()`).
         events.clear();
     }
-    for item in current.map().diff(&entries).filter(|_| emit) {
-        let (key, old, new) = match item {
-            DiffItem::Add(key, new) => (key, None, Some(new)),
-            DiffItem::Update {
-                old: (key, old),
-                new: (_, new),
-            } => (key, Some(old), Some(new)),
-            DiffItem::Remove(key, old) => (key, Some(old), None),
-        };
-        if old == new {
-            continue;
-        }
-        events.push(Event::Change(Change {
-            seq: seq_max,
-            key: String::from(key.as_ref()),
-            old: old.map(|value| value.as_ref().clone()),
-            new: new.map(|value| value.as_ref().clone()),
-            source: Source::External,
+    if emit {
+        events.extend(current.diff(&snapshot).map(|(key, old, new)| {
+            Event::Change(Change {
+                seq: seq_max,
+                key: key.to_owned(),
+                old: old.cloned(),
+                new: new.cloned(),
+                source: Source::External,
+            })
         }));
     }
-    let snapshot = Snapshot::new(seq_max, entries);
     log::debug!(
         "{}: loaded {} keys in {:.1} ms",
         path.display(),
@@ -148,11 +142,10 @@ pub(crate) fn full_reload(
 /// stack holds the keys whose range the walk is still inside (a handful:
 /// `a.b-x` sorts between `a.b` and `a.b.c`, so it cannot simply be the last
 /// key seen).
-fn misplaced_keys(entries: &OrdMap<Arc<str>, Arc<Value>>, current: &Snapshot) -> Vec<String> {
+fn misplaced_keys(entries: &Snapshot, current: &Snapshot) -> Vec<String> {
     let mut out = Vec::new();
     let mut open: Vec<&str> = Vec::new();
-    for key in entries.keys() {
-        let key: &str = key;
+    for key in entries.keys("") {
         while let Some(top) = open.last() {
             let past = key.len() >= top.len()
                 && key.as_bytes()[..top.len()] == *top.as_bytes()

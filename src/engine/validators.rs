@@ -204,6 +204,34 @@ impl Validators {
                 }
             }
         }
+        // A per-key validator (rules) whose section readers see is valid
+        // can only be broken by the keys this pass changed: it judges those
+        // alone, O(keys touched) instead of O(section). A pending refusal,
+        // a re-read or a revert changes more than the touched keys, and
+        // brings back the whole-section check.
+        let mut only_touched: Vec<Option<Vec<Arc<str>>>> = self
+            .list
+            .iter()
+            .map(|validator| {
+                let incremental = !everything
+                    && validator.per_key.is_some()
+                    && validator.pending.is_none()
+                    && !rewritten
+                        .iter()
+                        .any(|prefix| overlaps(prefix, &validator.prefix));
+                incremental.then(|| {
+                    let mut keys: Vec<Arc<str>> = pass
+                        .touched
+                        .iter()
+                        .filter(|(_, key)| is_under(&validator.prefix, key))
+                        .map(|(_, key)| Arc::clone(key))
+                        .collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    keys
+                })
+            })
+            .collect();
         let before_reverts = working.clone();
         let mut verdicts: Vec<Option<String>> = vec![None; self.list.len()];
         // Why a validator had its section put back to the last good values.
@@ -214,14 +242,15 @@ impl Validators {
                 if !affected[at] {
                     continue;
                 }
-                verdicts[at] = run_check(validator, &working, &layers).err();
+                let only = only_touched[at].as_deref();
+                verdicts[at] = match only {
+                    Some(keys) => run_check(validator, &working.only(keys), &layers).err(),
+                    None => run_check(validator, &working, &layers).err(),
+                };
                 if verdicts[at].is_none() {
                     continue;
                 }
-                let put_back = put_back(validator, &working, base);
-                if put_back.section_pairs(&validator.prefix)
-                    != working.section_pairs(&validator.prefix)
-                {
+                if let Some(put_back) = put_back(validator, &working, base, only) {
                     working = put_back;
                     reverted[at] = verdicts[at].clone();
                     reverted_now.push(validator.prefix.clone());
@@ -230,6 +259,8 @@ impl Validators {
             if reverted_now.is_empty() {
                 break;
             }
+            // What a revert put back may be outside the touched keys.
+            only_touched.iter_mut().for_each(|only| *only = None);
             // A revert can change what an overlapping validator sees.
             for (at, validator) in self.list.iter().enumerate() {
                 if reverted_now
@@ -335,24 +366,42 @@ fn rewrite_events(pass: &mut Pass, base: &Snapshot, working: &Snapshot, prefixes
 }
 
 /// `working` with the validator's refused changes put back to what readers
-/// see (`base`): only the refused keys for a per-key validator, the whole
-/// section otherwise.
-fn put_back(validator: &Validator, working: &Snapshot, base: &Snapshot) -> Snapshot {
+/// see (`base`): only the refused keys for a per-key validator (among
+/// `only` when given), the whole section otherwise. `None` when that
+/// changes nothing.
+fn put_back(
+    validator: &Validator,
+    working: &Snapshot,
+    base: &Snapshot,
+    only: Option<&[Arc<str>]>,
+) -> Option<Snapshot> {
     let Some(per_key) = &validator.per_key else {
-        return working.with_section(&validator.prefix, base.section_pairs(&validator.prefix));
+        let last_good = base.section_pairs(&validator.prefix);
+        if last_good == working.section_pairs(&validator.prefix) {
+            return None;
+        }
+        return Some(working.with_section(&validator.prefix, last_good));
     };
-    let refused: Vec<std::sync::Arc<str>> = working
-        .section_pairs(&validator.prefix)
-        .into_iter()
-        .filter(|(key, value)| per_key(key, value).is_some())
-        .map(|(key, _)| key)
-        .collect();
+    let candidates: Vec<(Arc<str>, Arc<Value>)> = match only {
+        Some(keys) => keys
+            .iter()
+            .filter_map(|key| working.entry(key).map(|value| (Arc::clone(key), value)))
+            .collect(),
+        None => working.section_pairs(&validator.prefix),
+    };
     let mut next = working.clone();
-    for key in refused {
-        let before = base.entry(&key).cloned();
-        next.put(key, before);
+    let mut changed = false;
+    for (key, value) in candidates {
+        if per_key(&key, &value).is_none() {
+            continue;
+        }
+        let before = base.entry(&key);
+        if before.as_deref() != Some(&*value) {
+            changed = true;
+            next.put(key, before);
+        }
     }
-    next
+    changed.then_some(next)
 }
 
 /// Runs a user's check on the section as readers would see it; a panic is
