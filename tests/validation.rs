@@ -389,3 +389,78 @@ fn registering_a_validator_on_an_invalid_section_succeeds_and_withholds_what_it_
     assert_eq!(store.get::<f64>("p.min").unwrap(), Some(10.0));
     assert!(store.rejected().is_empty(), "{:?}", store.rejected());
 }
+
+#[test]
+fn a_rule_keeps_a_refused_key_withheld_while_other_keys_of_its_section_change() {
+    let db = TempDb::new();
+    let store = Options::new().open(&db.path).expect("open the store");
+    store
+        .merge(&json!({"app": {"a": 1, "b": 2, "c": 3}}))
+        .expect("seed");
+    let rules = livesettings::Rules::from_json(r#"{"rules": [{"keys": "app.**", "maximum": 10}]}"#)
+        .expect("rules");
+    store
+        .add_rules(&rules)
+        .expect("the stored values meet the rule");
+    let events = store.subscribe("app").unwrap();
+
+    sqlite3(&db.path, "UPDATE settings SET value='99' WHERE key='app.a'");
+    let mut seen = Vec::new();
+    recv_until(
+        &events,
+        &mut seen,
+        "the refusal of app.a",
+        |event| matches!(event, Event::Rejected(rejection) if rejection.keys == ["app.a"]),
+    );
+    assert_eq!(store.get::<i64>("app.a").unwrap(), Some(1));
+
+    // Another key of the section changes: it goes through, the refused key
+    // stays withheld and its refusal pending.
+    sqlite3(&db.path, "UPDATE settings SET value='4' WHERE key='app.b'");
+    let mut seen = Vec::new();
+    recv_until(
+        &events,
+        &mut seen,
+        "the change of app.b",
+        |event| matches!(event, Event::Change(change) if change.key == "app.b" && change.new_value() == Some(&json!(4))),
+    );
+    store
+        .set("app.c", &7)
+        .expect("a valid local write beside the refusal");
+    assert_eq!(store.get::<i64>("app.b").unwrap(), Some(4));
+    assert_eq!(store.get::<i64>("app.c").unwrap(), Some(7));
+    assert_eq!(store.get::<i64>("app.a").unwrap(), Some(1));
+    let pending = store.rejected();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].keys, ["app.a"], "{pending:?}");
+
+    // The fix of the refused key arrives as its change and clears the refusal.
+    sqlite3(&db.path, "UPDATE settings SET value='5' WHERE key='app.a'");
+    let mut seen = Vec::new();
+    let fixed = recv_until(
+        &events,
+        &mut seen,
+        "the change of app.a",
+        |event| matches!(event, Event::Change(change) if change.key == "app.a"),
+    );
+    let Event::Change(fixed) = fixed else {
+        unreachable!()
+    };
+    assert_eq!(fixed.old_value(), Some(&json!(1)));
+    assert_eq!(fixed.new_value(), Some(&json!(5)));
+    assert!(store.rejected().is_empty(), "{:?}", store.rejected());
+    assert_eq!(
+        store_entries_of(&store),
+        json!({"a": 5, "b": 4, "c": 7}),
+        "the snapshot is the database again"
+    );
+    assert_eq!(
+        db_contents(&db.path).get("app.a"),
+        Some(&json!(5)),
+        "the database holds the fix"
+    );
+}
+
+fn store_entries_of(store: &Store) -> Value {
+    store.subtree("app").unwrap().unwrap_or(Value::Null)
+}

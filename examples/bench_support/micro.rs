@@ -364,10 +364,15 @@ fn set_cost(cfg: &Config, golden: &Golden) -> (Samples, Samples) {
     (ours, baseline)
 }
 
-/// `set` of numeric keys at the large size with `rules` registered (a
-/// `number` rule on every key the pattern matches), against the same `set`
-/// with no rules, in one run.
-fn set_under_rules(cfg: &Config, golden: &Golden, pattern: &str) -> (Samples, Samples) {
+/// `set` of numeric keys at the large size with a rule registered on every
+/// key the pattern matches (a maximum every stored value meets, so nothing
+/// is refused), against the same `set` with no rules, in one run.
+fn set_under_rules(
+    cfg: &Config,
+    golden: &Golden,
+    pattern: &str,
+    refusing: bool,
+) -> (Samples, Samples) {
     let targets = support::numeric_keys(&golden.leaves, ROTATION);
     let mut samples = Vec::new();
     for with_rules in [true, false] {
@@ -378,11 +383,40 @@ fn set_under_rules(cfg: &Config, golden: &Golden, pattern: &str) -> (Samples, Sa
         );
         let store = support::open_store(&path);
         if with_rules {
+            // Refusing: a maximum one stored number breaks, so the rule
+            // withholds that key and its refusal stays pending meanwhile.
+            let maximum = if refusing { 1e9 } else { 1e12 };
+            if refusing {
+                let conn = rusqlite::Connection::open(&path).expect("foreign connection");
+                let refused = golden
+                    .leaves
+                    .iter()
+                    .map(|(key, value)| (key, value))
+                    .find(|(key, value)| {
+                        value.is_number()
+                            && key.starts_with("visualisation.")
+                            && !targets.contains(key)
+                    })
+                    .map(|(key, _)| key.clone())
+                    .expect("a numeric key to refuse");
+                conn.execute(
+                    "UPDATE settings SET value = '5e9' WHERE key = ?1",
+                    [&refused],
+                )
+                .expect("store a value the rule refuses");
+                store
+                    .wait_for_seq(
+                        store.snapshot().seq() + 1,
+                        std::time::Duration::from_secs(20),
+                    )
+                    .expect("the store applies the foreign write");
+            }
             let rules = livesettings::Rules::from_json(&format!(
-                r#"{{"rules": [{{"keys": "{pattern}", "type": "number"}}]}}"#
+                r#"{{"rules": [{{"keys": "{pattern}", "maximum": {maximum}}}]}}"#
             ))
             .expect("rules");
             store.add_rules(&rules).expect("add_rules");
+            assert_eq!(store.rejected().len(), usize::from(refusing));
         }
         samples.push(each(cfg.set_samples, 50, |at| {
             store
@@ -417,17 +451,26 @@ pub fn write_rows(cfg: &Config, small: &Golden, large: &Golden, rows: &mut Vec<R
         );
     }
 
-    for pattern in ["visualisation.**", "**"] {
+    for (pattern, refusing) in [
+        ("visualisation.**", false),
+        ("**", false),
+        ("visualisation.**", true),
+    ] {
         progress(format!(
             "set at {} keys under the rule '{pattern}'",
             large.keys
         ));
-        let (with, without) = set_under_rules(cfg, large, pattern);
+        let (with, without) = set_under_rules(cfg, large, pattern, refusing);
+        let case = if refusing {
+            "maximum 1e9, one stored value refused and its refusal pending"
+        } else {
+            "maximum 1e12, met by every value"
+        };
         rows.push(
             Row::new(
                 "writes",
                 format!(
-                    "`set` of a numeric key, {} keys, under the rule `{pattern}` (type number)",
+                    "`set` of a numeric key, {} keys, under the rule `{pattern}` ({case})",
                     large.keys
                 ),
             )

@@ -154,6 +154,25 @@ pub(crate) fn read_log(conn: &Connection, path: &Path, after: i64) -> Result<Vec
 pub(crate) const UNDER_PREFIX: &str =
     "(?1 = '' OR key = ?1 OR (key >= ?1 || '.' AND key < ?1 || '/'))";
 
+/// The stored value of one key, through the primary key's index (`None`
+/// when absent or unreadable, like a row [`read_section`] skips).
+pub(crate) fn read_key(conn: &Connection, path: &Path, key: &str) -> Result<Option<Arc<Value>>> {
+    let mut statement = conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")
+        .context(path, "cannot read a setting")?;
+    let mut rows = statement
+        .query([key])
+        .context(path, "cannot read a setting")?;
+    let Some(row) = rows.next().context(path, "cannot read a setting")? else {
+        return Ok(None);
+    };
+    let text = row
+        .get_ref(0)
+        .ok()
+        .and_then(|cell| text_cell(cell).ok().flatten());
+    Ok(text.and_then(|text| parse_stored_text(key, &text).ok().map(Arc::new)))
+}
+
 /// The current rows of the section at or below `prefix`, decoded; rows that
 /// do not decode are skipped (a pass reports them).
 pub(crate) fn read_section(
@@ -161,9 +180,17 @@ pub(crate) fn read_section(
     path: &Path,
     prefix: &str,
 ) -> Result<Vec<(Arc<str>, Arc<Value>)>> {
-    let sql = format!("SELECT key, value FROM settings WHERE {UNDER_PREFIX} ORDER BY key");
+    // Two statements: with the `?1 = ''` alternative of UNDER_PREFIX in
+    // the condition SQLite scans the whole index; without it, it searches
+    // the key and the range below it.
+    let sql = if prefix.is_empty() {
+        "SELECT key, value FROM settings WHERE ?1 = '' ORDER BY key"
+    } else {
+        "SELECT key, value FROM settings \
+         WHERE key = ?1 OR (key >= ?1 || '.' AND key < ?1 || '/') ORDER BY key"
+    };
     let mut statement = conn
-        .prepare_cached(&sql)
+        .prepare_cached(sql)
         .context(path, "cannot read a section")?;
     let rows = statement
         .query_map([prefix], |row| {

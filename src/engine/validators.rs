@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::layers::Layers;
 
-use crate::db::change_log::read_section;
+use crate::db::change_log::{read_key, read_section};
 use crate::engine::pass::Pass;
 use crate::error::{Error, Result};
 use crate::events::{Change, Event, Rejection, Source};
@@ -181,8 +181,10 @@ impl Validators {
             return Ok(());
         }
         let mut working = pass.snapshot.clone();
-        // Sections whose candidate no longer follows from the pass's events.
+        // Sections whose candidate no longer follows from the pass's events,
+        // and single keys of per-key validators in the same case.
         let mut rewritten: Vec<String> = Vec::new();
+        let mut rewritten_keys: Vec<Arc<str>> = Vec::new();
         if !everything {
             for (validator, _) in self
                 .list
@@ -190,6 +192,22 @@ impl Validators {
                 .zip(&affected)
                 .filter(|(v, a)| **a && v.pending.is_some())
             {
+                let withheld = validator
+                    .pending
+                    .as_ref()
+                    .map_or(&[][..], |pending| pending.keys.as_slice());
+                if validator.per_key.is_some() && !withheld.is_empty() {
+                    // A per-key validator withholds exactly its refusal's
+                    // keys: the rest of its section is what the database
+                    // holds, so only those are read again.
+                    for key in withheld {
+                        let stored = read_key(conn, path, key)?;
+                        let key: Arc<str> = Arc::from(key.as_str());
+                        working.put(Arc::clone(&key), stored);
+                        rewritten_keys.push(key);
+                    }
+                    continue;
+                }
                 let current = read_section(conn, path, &validator.prefix)?;
                 working = working.with_section(&validator.prefix, current);
                 rewritten.push(validator.prefix.clone());
@@ -199,37 +217,42 @@ impl Validators {
                 if rewritten
                     .iter()
                     .any(|prefix| overlaps(prefix, &validator.prefix))
+                    || rewritten_keys
+                        .iter()
+                        .any(|key| is_under(&validator.prefix, key))
                 {
                     affected[at] = true;
                 }
             }
         }
-        // A per-key validator (rules) whose section readers see is valid
-        // can only be broken by the keys this pass changed: it judges those
-        // alone, O(keys touched) instead of O(section). A pending refusal,
-        // a re-read or a revert changes more than the touched keys, and
-        // brings back the whole-section check.
+        // A per-key validator (rules) can only be broken by the keys that
+        // changed in this pass (written, or read again above): it judges
+        // those alone, O(keys touched) instead of O(section). A reload, a
+        // section read again or a section validator's revert changes more,
+        // and brings back the whole-section check.
+        let judged = |validator: &Validator, extra: &[Arc<str>]| -> Vec<Arc<str>> {
+            let mut keys: Vec<Arc<str>> = pass
+                .touched
+                .iter()
+                .map(|(_, key)| key)
+                .chain(extra)
+                .filter(|key| is_under(&validator.prefix, key))
+                .cloned()
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys
+        };
         let mut only_touched: Vec<Option<Vec<Arc<str>>>> = self
             .list
             .iter()
             .map(|validator| {
                 let incremental = !everything
                     && validator.per_key.is_some()
-                    && validator.pending.is_none()
                     && !rewritten
                         .iter()
                         .any(|prefix| overlaps(prefix, &validator.prefix));
-                incremental.then(|| {
-                    let mut keys: Vec<Arc<str>> = pass
-                        .touched
-                        .iter()
-                        .filter(|(_, key)| is_under(&validator.prefix, key))
-                        .map(|(_, key)| Arc::clone(key))
-                        .collect();
-                    keys.sort_unstable();
-                    keys.dedup();
-                    keys
-                })
+                incremental.then(|| judged(validator, &rewritten_keys))
             })
             .collect();
         let before_reverts = working.clone();
@@ -238,6 +261,7 @@ impl Validators {
         let mut reverted: Vec<Option<String>> = vec![None; self.list.len()];
         loop {
             let mut reverted_now = Vec::new();
+            let mut reverted_keys: Vec<Arc<str>> = Vec::new();
             for (at, validator) in self.list.iter().enumerate() {
                 if !affected[at] {
                     continue;
@@ -251,26 +275,48 @@ impl Validators {
                     continue;
                 }
                 if let Some(put_back) = put_back(validator, &working, base, only) {
+                    match only {
+                        Some(keys) => reverted_keys.extend(
+                            keys.iter()
+                                .filter(|key| put_back.get_json(key) != working.get_json(key))
+                                .cloned(),
+                        ),
+                        None => reverted_now.push(validator.prefix.clone()),
+                    }
                     working = put_back;
                     reverted[at] = verdicts[at].clone();
-                    reverted_now.push(validator.prefix.clone());
                 }
             }
-            if reverted_now.is_empty() {
+            if reverted_now.is_empty() && reverted_keys.is_empty() {
                 break;
             }
-            // What a revert put back may be outside the touched keys.
-            only_touched.iter_mut().for_each(|only| *only = None);
-            // A revert can change what an overlapping validator sees.
+            // A revert can change what an overlapping validator sees: the
+            // keys a per-key revert put back, or a whole section.
             for (at, validator) in self.list.iter().enumerate() {
-                if reverted_now
+                let covers = reverted_now
                     .iter()
                     .any(|prefix| overlaps(prefix, &validator.prefix))
-                {
+                    || reverted_keys
+                        .iter()
+                        .any(|key| is_under(&validator.prefix, key));
+                if covers {
                     affected[at] = true;
+                }
+                if !reverted_now.is_empty() {
+                    only_touched[at] = None;
+                } else if let Some(keys) = &mut only_touched[at] {
+                    keys.extend(
+                        reverted_keys
+                            .iter()
+                            .filter(|key| is_under(&validator.prefix, key))
+                            .cloned(),
+                    );
+                    keys.sort_unstable();
+                    keys.dedup();
                 }
             }
             rewritten.extend(reverted_now);
+            rewritten_keys.extend(reverted_keys);
         }
         for (at, validator) in self.list.iter_mut().enumerate() {
             if !affected[at] {
@@ -283,7 +329,14 @@ impl Validators {
                     }
                 }
                 Some(Ok(reason)) => {
-                    let keys = changed_keys(&working, &before_reverts, &validator.prefix);
+                    let keys = match &only_touched[at] {
+                        Some(judged) => judged
+                            .iter()
+                            .filter(|key| working.get_json(key) != before_reverts.get_json(key))
+                            .map(|key| key.to_string())
+                            .collect(),
+                        None => changed_keys(&working, &before_reverts, &validator.prefix),
+                    };
                     let seq = pass
                         .touched
                         .iter()
@@ -313,8 +366,8 @@ impl Validators {
                 }
             }
         }
-        if !rewritten.is_empty() {
-            rewrite_events(pass, base, &working, &rewritten);
+        if !rewritten.is_empty() || !rewritten_keys.is_empty() {
+            rewrite_events(pass, base, &working, &rewritten, &rewritten_keys);
         }
         pass.snapshot = working;
         Ok(())
@@ -326,8 +379,16 @@ impl Validators {
 /// describes that difference keeps it (its own seq and source); a key whose
 /// value came from a re-read gets the pass's position, where the log holds
 /// that value.
-fn rewrite_events(pass: &mut Pass, base: &Snapshot, working: &Snapshot, prefixes: &[String]) {
-    let under = |key: &str| prefixes.iter().any(|prefix| is_under(prefix, key));
+fn rewrite_events(
+    pass: &mut Pass,
+    base: &Snapshot,
+    working: &Snapshot,
+    prefixes: &[String],
+    single: &[Arc<str>],
+) {
+    let single: BTreeSet<&str> = single.iter().map(|key| &**key).collect();
+    let under =
+        |key: &str| single.contains(key) || prefixes.iter().any(|prefix| is_under(prefix, key));
     let mut originals: HashMap<String, Change> = HashMap::new();
     pass.events.retain(|event| match event {
         Event::Change(change) if under(&change.key) => {
@@ -336,7 +397,7 @@ fn rewrite_events(pass: &mut Pass, base: &Snapshot, working: &Snapshot, prefixes
         }
         _ => true,
     });
-    let mut keys: BTreeSet<&str> = BTreeSet::new();
+    let mut keys: BTreeSet<&str> = single.clone();
     for prefix in prefixes {
         keys.extend(base.keys(prefix));
         keys.extend(working.keys(prefix));
