@@ -242,8 +242,8 @@ impl Layers {
                     translated.push(Event::Change(Change {
                         seq: change.seq,
                         key: key.to_owned(),
-                        old: old.cloned(),
-                        new: new.cloned(),
+                        old: before.entry(key),
+                        new: after.entry(key),
                         source: change.source,
                     }));
                 }
@@ -259,8 +259,8 @@ impl Layers {
         let (old, new) = (before.get_json(&change.key), after.get_json(&change.key));
         (old != new).then(|| {
             Event::Change(Change {
-                old: old.cloned(),
-                new: new.cloned(),
+                old: before.entry(&change.key),
+                new: after.entry(&change.key),
                 ..change.clone()
             })
         })

@@ -28,7 +28,7 @@
 //!
 //! let Event::Change(change) = changes.recv()? else { unreachable!() };
 //! assert_eq!(change.key, "visualisation.graphs.logseq.physics.damping");
-//! assert_eq!(change.new, Some(serde_json::json!(0.95)));
+//! assert_eq!(change.new_value(), Some(&serde_json::json!(0.95)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -36,7 +36,7 @@
 //! see secrets. A reason written by a caller's own validator
 //! ([`Store::add_validator`]) is the caller's text, and is not rewritten.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value};
 
@@ -195,8 +195,8 @@ impl Secrets {
     pub fn change(&self, change: &Change) -> Change {
         let mut shown = change.clone();
         if self.is_secret(&change.key) {
-            shown.old = change.old.as_ref().map(redact);
-            shown.new = change.new.as_ref().map(redact);
+            shown.old = change.old.as_deref().map(redact).map(Arc::new);
+            shown.new = change.new.as_deref().map(redact).map(Arc::new);
         }
         shown
     }

@@ -75,7 +75,7 @@ async fn a_local_write_arrives_on_the_stream() {
         (change.key.as_str(), change.seq, change.source),
         ("a.x", commit.seq, Source::Local)
     );
-    assert_eq!(change.new, Some(json!(1)));
+    assert_eq!(change.new_value(), Some(&json!(1)));
     assert!(events.is_empty(), "nothing for keys outside the prefix");
 }
 
@@ -96,7 +96,7 @@ async fn a_foreign_write_by_the_sqlite3_shell_arrives_on_the_stream() {
     };
     assert_eq!(change.key, "physics.damping");
     assert_eq!(
-        (change.old, change.new),
+        (change.old_value().cloned(), change.new_value().cloned()),
         (Some(json!(0.6)), Some(json!(0.95)))
     );
     assert_eq!(change.source, Source::External);

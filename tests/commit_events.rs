@@ -73,11 +73,7 @@ fn commits_are_never_split_nor_merged_across_sources_under_concurrent_writers() 
             };
             assert_eq!(set.source, expected, "{set:?}");
             assert!((set.seqs.0..=set.seqs.1).contains(&change.seq), "{set:?}");
-            let value = change
-                .new
-                .as_ref()
-                .and_then(Value::as_i64)
-                .expect("a value");
+            let value = change.new_value().and_then(Value::as_i64).expect("a value");
             delivered.insert((change.key.clone(), value), at);
         }
         if set.source == Source::Local {

@@ -262,13 +262,13 @@ fn replay_events(
         match &event {
             Event::Change(change) => {
                 let held = replay.get(&change.key);
-                if held != change.old.as_ref() {
+                if held != change.old_value() {
                     return Err(format!(
                         "event {change:?}: old {:?} but the replay holds {held:?}\n  events so far: {log:#?}",
-                        change.old
+                        change.old_value().cloned()
                     ));
                 }
-                match &change.new {
+                match &change.new_value().cloned() {
                     Some(value) => replay.insert(change.key.clone(), value.clone()),
                     None => replay.remove(&change.key),
                 };

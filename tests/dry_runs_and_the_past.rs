@@ -241,8 +241,8 @@ fn plan_applies_typed_validators_and_publishes_nothing() {
     assert!(!plan.is_refused());
     assert_eq!(plan.changes.len(), 1);
     assert_eq!(plan.changes[0].key, "server.port");
-    assert_eq!(plan.changes[0].old, Some(json!(80)));
-    assert_eq!(plan.changes[0].new, Some(json!(443)));
+    assert_eq!(plan.changes[0].old_value(), Some(&json!(80)));
+    assert_eq!(plan.changes[0].new_value(), Some(&json!(443)));
 
     // A plan covers one write.
     let second = store.plan(|store| {
@@ -388,10 +388,10 @@ fn diff_and_export_at_match_a_model_of_random_writes() {
                 } else {
                     "changed"
                 });
-                if let Some(old) = &change.old {
+                if let Some(old) = &change.old_value().cloned() {
                     object["old"] = old.clone();
                 }
-                if let Some(new) = &change.new {
+                if let Some(new) = &change.new_value().cloned() {
                     object["new"] = new.clone();
                 }
                 object

@@ -44,8 +44,8 @@ fn sqlite3_shell_update_insert_delete_arrive_granularly() {
     );
     let change = next_change(&events, "the shell's UPDATE");
     assert_eq!(change.key, "physics.damping");
-    assert_eq!(change.old, Some(json!(0.6)));
-    assert_eq!(change.new, Some(json!(0.95)));
+    assert_eq!(change.old_value(), Some(&json!(0.6)));
+    assert_eq!(change.new_value(), Some(&json!(0.95)));
     assert_eq!(change.source, Source::External);
     assert_eq!(store.get::<f64>("physics.damping").unwrap(), Some(0.95));
 
@@ -55,8 +55,8 @@ fn sqlite3_shell_update_insert_delete_arrive_granularly() {
     );
     let change = next_change(&events, "the shell's INSERT");
     assert_eq!(change.key, "render.colour");
-    assert_eq!(change.old, None);
-    assert_eq!(change.new, Some(json!("#ff0000")));
+    assert_eq!(change.old_value(), None);
+    assert_eq!(change.new_value(), Some(&json!("#ff0000")));
     assert_eq!(change.source, Source::External);
 
     sqlite3(
@@ -65,8 +65,8 @@ fn sqlite3_shell_update_insert_delete_arrive_granularly() {
     );
     let change = next_change(&events, "the shell's DELETE");
     assert_eq!(change.key, "physics.iterations");
-    assert_eq!(change.old, Some(json!(100)));
-    assert_eq!(change.new, None);
+    assert_eq!(change.old_value(), Some(&json!(100)));
+    assert_eq!(change.new_value(), None);
     assert_eq!(change.source, Source::External);
     assert!(!store.contains("physics.iterations"));
 
@@ -116,7 +116,12 @@ conn.close()
     );
     let change = next_change(&events, "python's UPDATE");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new, change.source),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned(),
+            change.source
+        ),
         (
             "a.x",
             Some(json!(1)),
@@ -136,7 +141,12 @@ conn.close()
     );
     let change = next_change(&events, "python's INSERT");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new, change.source),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned(),
+            change.source
+        ),
         ("a.z", None, Some(json!(true)), Source::External)
     );
 
@@ -148,7 +158,12 @@ conn.close()
     );
     let change = next_change(&events, "python's DELETE");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new, change.source),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned(),
+            change.source
+        ),
         ("a.y", Some(json!(2)), None, Source::External)
     );
 
@@ -166,7 +181,14 @@ conn.close()
     let second = next_change(&events, "the second key of a two-key transaction");
     let mut got: Vec<_> = [first, second]
         .into_iter()
-        .map(|change| (change.key, change.old, change.new, change.source))
+        .map(|change| {
+            (
+                change.key.clone(),
+                change.old_value().cloned(),
+                change.new_value().cloned(),
+                change.source,
+            )
+        })
         .collect();
     got.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
@@ -210,21 +232,29 @@ fn open_sqlite3_session_changes_arrive_without_the_safety_poll() {
         ));
         let change = next_change(&events, &format!("the session's UPDATE to {value}"));
         assert_eq!(change.key, "session.value");
-        assert_eq!(change.old, Some(json!(value - 1)));
-        assert_eq!(change.new, Some(json!(value)));
+        assert_eq!(change.old_value(), Some(&json!(value - 1)));
+        assert_eq!(change.new_value(), Some(&json!(value)));
         assert_eq!(change.source, Source::External);
     }
     // An insert and a delete from the same open session.
     session.send("INSERT INTO settings (key, value) VALUES ('session.extra', '\"x\"');");
     let change = next_change(&events, "the session's INSERT");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned()
+        ),
         ("session.extra", None, Some(json!("x")))
     );
     session.send("DELETE FROM settings WHERE key = 'session.extra';");
     let change = next_change(&events, "the session's DELETE");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned()
+        ),
         ("session.extra", Some(json!("x")), None)
     );
     session.finish();
@@ -256,8 +286,8 @@ fn long_lived_python_writer_changes_arrive_without_the_safety_poll() {
         );
         let change = next_change(&events, &format!("the writer's commit of {value}"));
         assert_eq!(change.key, "worker.count");
-        assert_eq!(change.old, Some(json!(value - 1)));
-        assert_eq!(change.new, Some(json!(value)));
+        assert_eq!(change.old_value(), Some(&json!(value - 1)));
+        assert_eq!(change.new_value(), Some(&json!(value)));
         assert_eq!(change.source, Source::External);
     }
     writer.execute(
@@ -266,13 +296,21 @@ fn long_lived_python_writer_changes_arrive_without_the_safety_poll() {
     );
     let change = next_change(&events, "the writer's INSERT");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned()
+        ),
         ("worker.name", None, Some(json!("w1")))
     );
     writer.execute("DELETE FROM settings WHERE key = 'worker.name'", vec![]);
     let change = next_change(&events, "the writer's DELETE");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned()
+        ),
         ("worker.name", Some(json!("w1")), None)
     );
     writer.finish();
@@ -310,8 +348,12 @@ fn burst_of_twenty_shell_commits_ends_at_the_last_value() {
     while last != 20 {
         let change = next_change(&events, "the burst's changes");
         assert_eq!(change.key, "burst.value");
-        assert_eq!(change.old, Some(json!(last)), "events chain old → new");
-        let new = change.new.as_ref().and_then(Value::as_i64).unwrap();
+        assert_eq!(
+            change.old_value(),
+            Some(&json!(last)),
+            "events chain old → new"
+        );
+        let new = change.new_value().and_then(Value::as_i64).unwrap();
         assert!(new > last, "values only go up: {last} then {new}");
         assert!(change.seq > seq, "seqs increase");
         (last, seq) = (new, change.seq);
@@ -381,7 +423,12 @@ fn own_writes_cause_no_reapply_and_no_reload() {
     );
     let change = next_change(&events, "the foreign write");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new, change.source),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned(),
+            change.source
+        ),
         (
             "own.k3",
             Some(json!(43)),

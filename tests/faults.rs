@@ -437,7 +437,7 @@ fn the_folder_deleted_under_a_running_store() {
     let ok = poll_until(TIMEOUT, || {
         while let Ok(event) = events.try_recv() {
             if let Some(change) = event.as_change() {
-                seen.push((change.key.clone(), change.new.clone()));
+                seen.push((change.key.clone(), change.new_value().cloned()));
             }
         }
         seen.contains(&("a.y".to_owned(), None)) && seen.contains(&("a.x".into(), Some(json!(10))))

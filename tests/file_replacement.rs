@@ -60,7 +60,11 @@ fn changes_then_converged(
         .map(|_| {
             let change = next_change(events, what);
             assert_eq!(change.source, Source::External, "{what}: {change:?}");
-            (change.key, change.old, change.new)
+            (
+                change.key.clone(),
+                change.old_value().cloned(),
+                change.new_value().cloned(),
+            )
         })
         .collect();
     changes.sort_by(|a, b| a.0.cmp(&b.0));
@@ -115,7 +119,10 @@ fn log_wiped_then_a_change_reloads() {
             .as_change()
             .is_some_and(|change| change.key == "physics.iterations")
     });
-    assert_eq!(event.as_change().unwrap().new, Some(json!(7)));
+    assert_eq!(
+        event.as_change().unwrap().new_value().cloned(),
+        Some(json!(7))
+    );
     wait_converged(&store, "after a change on the restarted log");
     assert_eq!(store.stats().full_reloads, reloads, "{:?}", store.stats());
 }
@@ -283,7 +290,7 @@ fn triggers_dropped_are_recreated_and_the_store_reloads() {
     );
     let change = next_change(&events, "a change after the triggers were recreated");
     assert_eq!(
-        (change.key.as_str(), change.new),
+        (change.key.as_str(), change.new_value().cloned()),
         ("physics.damping", Some(json!(0.8)))
     );
     wait_converged(&store, "after the triggers were recreated");
@@ -459,7 +466,11 @@ fn database_replaced_by_rename_is_followed() {
     });
     let change = event.as_change().unwrap();
     assert_eq!(
-        (change.old.clone(), change.new.clone(), change.source),
+        (
+            change.old_value().cloned(),
+            change.new_value().cloned(),
+            change.source
+        ),
         (Some(json!(0.2)), Some(json!(0.25)), Source::External)
     );
     wait_converged(&store, "after a change to the new file");

@@ -46,7 +46,7 @@ fn history_is_ordered_and_names_who_wrote() {
     recv_until(&events, &mut seen, "the shell's change", |event| {
         event
             .as_change()
-            .is_some_and(|change| change.new == Some(json!(3)))
+            .is_some_and(|change| change.new_value() == Some(&json!(3)))
     });
     let c4 = store.set("a.x", &4).unwrap();
     let cy = store.set("a.y", &true).unwrap();
@@ -56,7 +56,13 @@ fn history_is_ordered_and_names_who_wrote() {
     let history = store.history("a.x", 100).unwrap();
     let summary: Vec<(Option<Value>, Option<Value>, &str)> = history
         .iter()
-        .map(|entry| (entry.old.clone(), entry.new.clone(), entry.origin.as_str()))
+        .map(|entry| {
+            (
+                entry.old_value().cloned(),
+                entry.new_value().cloned(),
+                entry.origin.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -102,7 +108,7 @@ fn history_is_ordered_and_names_who_wrote() {
     assert!(prefix.windows(2).all(|pair| pair[0].seq < pair[1].seq));
     let y = prefix.iter().find(|entry| entry.key == "a.y").unwrap();
     assert_eq!(
-        (y.seq, y.new.clone(), y.origin.as_str()),
+        (y.seq, y.new_value().cloned(), y.origin.as_str()),
         (cy.seq, Some(json!(true)), "api")
     );
     assert!(store.section_history("b", 100).unwrap().is_empty());
@@ -137,8 +143,8 @@ fn revert_restores_the_previous_value_as_a_new_change() {
         (
             last.seq,
             last.key.as_str(),
-            last.old.clone(),
-            last.new.clone()
+            last.old_value().cloned(),
+            last.new_value().cloned()
         ),
         (reverted.seq, "r.x", Some(json!(2)), Some(json!(1)))
     );
@@ -149,7 +155,11 @@ fn revert_restores_the_previous_value_as_a_new_change() {
     assert_eq!(db_value(&db.path, "r.x"), None);
     let last = store.history("r.x", 1).unwrap().pop().unwrap();
     assert_eq!(
-        (last.seq, last.old, last.new),
+        (
+            last.seq,
+            last.old_value().cloned(),
+            last.new_value().cloned()
+        ),
         (uncreated.seq, Some(json!(1)), None)
     );
     // Reverting the removal brings it back.
@@ -165,7 +175,7 @@ fn revert_restores_the_previous_value_as_a_new_change() {
     let external = recv_until(&events, &mut seen, "the shell's change", |event| {
         event
             .as_change()
-            .is_some_and(|change| change.key == "r.y" && change.new == Some(json!("z")))
+            .is_some_and(|change| change.key == "r.y" && change.new_value() == Some(&json!("z")))
     });
     let external_seq = store.history("r.y", 1).unwrap()[0].seq;
     assert_eq!(external.seq(), external_seq);
@@ -176,7 +186,7 @@ fn revert_restores_the_previous_value_as_a_new_change() {
     recv_until(&events, &mut seen, "the revert of r.y", |event| {
         event
             .as_change()
-            .is_some_and(|change| change.key == "r.y" && change.new == Some(json!("y")))
+            .is_some_and(|change| change.key == "r.y" && change.new_value() == Some(&json!("y")))
     });
 
     let unknown = store.revert(999_999);
@@ -235,7 +245,7 @@ fn revert_to_round_trips_the_fixture_settings() {
                 let mut seen = Vec::new();
                 recv_until(&events, &mut seen, "the shell's change", |event| {
                     event.as_change().is_some_and(|change| {
-                        change.key == key && change.new == Some(json!([step]))
+                        change.key == key && change.new_value() == Some(&json!([step]))
                     })
                 })
                 .seq()
@@ -378,7 +388,10 @@ fn retention_options_and_age_limits() {
     assert_eq!(store.get::<i64>("t.x").unwrap(), Some(19));
     let history = store.history("t.x", 100).unwrap();
     assert_eq!(
-        history.iter().map(|e| e.new.clone()).collect::<Vec<_>>(),
+        history
+            .iter()
+            .map(|e| e.new_value().cloned())
+            .collect::<Vec<_>>(),
         vec![Some(json!(17)), Some(json!(18)), Some(json!(19))]
     );
 }
@@ -450,7 +463,10 @@ fn subscribe_from_has_no_gap_and_no_duplicate_at_the_seam() {
     let got: Vec<(i64, Value)> = received
         .iter()
         .map(|event| match event {
-            Event::Change(change) => (change.seq, change.new.clone().unwrap_or(Value::Null)),
+            Event::Change(change) => (
+                change.seq,
+                change.new_value().cloned().unwrap_or(Value::Null),
+            ),
             other => panic!("unexpected event {other:?}"),
         })
         .collect();
@@ -480,7 +496,9 @@ fn subscribe_from_replays_values_and_sources_from_the_log() {
     sqlite3(&db.path, "UPDATE settings SET value='3' WHERE key='s.a'");
     let mut seen = Vec::new();
     let shell = recv_until(&live, &mut seen, "the shell's change", |event| {
-        event.as_change().is_some_and(|c| c.new == Some(json!(3)))
+        event
+            .as_change()
+            .is_some_and(|c| c.new_value() == Some(&json!(3)))
     });
 
     let Resumed::Replayed(events) = store.subscribe_after("s", first.seq).unwrap() else {
@@ -490,7 +508,12 @@ fn subscribe_from_replays_values_and_sources_from_the_log() {
         .try_iter()
         .map(|event| {
             let change = event.as_change().expect("a change").clone();
-            (change.seq, change.old, change.new, change.source)
+            (
+                change.seq,
+                change.old_value().cloned(),
+                change.new_value().cloned(),
+                change.source,
+            )
         })
         .collect();
     assert_eq!(
@@ -509,7 +532,10 @@ fn subscribe_from_replays_values_and_sources_from_the_log() {
     let own = store.set("s.a", &4).unwrap();
     let next = events.recv_timeout(TIMEOUT).expect("the live event");
     assert_eq!(next.seq(), own.seq);
-    assert_eq!(next.as_change().unwrap().new, Some(json!(4)));
+    assert_eq!(
+        next.as_change().unwrap().new_value().cloned(),
+        Some(json!(4))
+    );
     // From the current position: nothing to replay.
     let Resumed::Replayed(empty) = store.subscribe_after("s", own.seq).unwrap() else {
         panic!("nothing was pruned");
@@ -657,7 +683,7 @@ fn a_pruned_start_reports_compacted_and_offers_a_snapshot() {
         let Event::Change(change) = event else {
             panic!("unexpected {event:?}");
         };
-        match change.new {
+        match change.new_value().cloned() {
             Some(value) => state.insert(change.key, value),
             None => state.remove(&change.key),
         };

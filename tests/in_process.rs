@@ -177,8 +177,8 @@ fn a_rolled_back_write_leaves_nothing() {
     let commit = store.set("rb.real", &2).unwrap();
     let received = changes(&events, 1);
     assert_eq!(received[0].key, "rb.real");
-    assert_eq!(received[0].old, None);
-    assert_eq!(received[0].new, Some(json!(2)));
+    assert_eq!(received[0].old_value(), None);
+    assert_eq!(received[0].new_value(), Some(&json!(2)));
     assert_eq!(received[0].seq, commit.seq);
     assert_eq!(store.stats().local_commits, commits_before + 1);
     assert!(!store.contains("rb.ghost"));
@@ -217,7 +217,11 @@ fn raw_sql_through_write_is_applied_granularly() {
         let change = keyed
             .get(key)
             .unwrap_or_else(|| panic!("no event for {key}"));
-        assert_eq!((&change.old, &change.new), (&old, &new), "{key}");
+        assert_eq!(
+            (&change.old_value().cloned(), &change.new_value().cloned()),
+            (&old, &new),
+            "{key}"
+        );
     };
     expect("raw.a", Some(json!(1)), Some(json!(10)));
     expect("raw.b", Some(json!(2)), Some(json!(20)));
@@ -256,10 +260,10 @@ fn insert_or_replace_reports_the_replaced_value_as_old() {
 
     let received = changes(&events, 2);
     let keyed = by_key(&received);
-    assert_eq!(keyed["rep.k"].old, Some(json!(1)));
-    assert_eq!(keyed["rep.k"].new, Some(json!(2)));
-    assert_eq!(keyed["rep.new"].old, None);
-    assert_eq!(keyed["rep.new"].new, Some(json!(3)));
+    assert_eq!(keyed["rep.k"].old_value().cloned(), Some(json!(1)));
+    assert_eq!(keyed["rep.k"].new_value().cloned(), Some(json!(2)));
+    assert_eq!(keyed["rep.new"].old_value().cloned(), None);
+    assert_eq!(keyed["rep.new"].new_value().cloned(), Some(json!(3)));
     assert_eq!(store.get::<i64>("rep.k").unwrap(), Some(2));
     assert_eq!(
         store.get::<String>("rep.other").unwrap().as_deref(),
@@ -293,7 +297,7 @@ fn a_rolled_back_savepoint_leaves_no_phantom() {
         .unwrap();
     let received = changes(&events, 1);
     assert_eq!(received[0].key, "sp.real");
-    assert_eq!(received[0].new, Some(json!(2)));
+    assert_eq!(received[0].new_value(), Some(&json!(2)));
 
     // A real row, then the phantom, then another real row.
     store
@@ -370,8 +374,8 @@ fn a_bulk_delete_is_seen_key_by_key() {
     let expected: Vec<&str> = before.keys("").collect();
     assert_eq!(keyed.keys().copied().collect::<Vec<_>>(), expected);
     for (key, change) in keyed {
-        assert_eq!(change.new, None, "{key}");
-        assert_eq!(change.old.as_ref(), before.get_json(key), "{key}");
+        assert_eq!(change.new_value().cloned(), None, "{key}");
+        assert_eq!(change.old_value(), before.get_json(key), "{key}");
     }
     assert!(store.snapshot().is_empty());
     assert_eq!(store.stats().full_reloads, 0);
@@ -394,10 +398,10 @@ fn renaming_a_key_is_a_removal_and_an_insertion() {
     let received = changes(&events, 2);
     assert_seqs_increase(&received);
     let keyed = by_key(&received);
-    assert_eq!(keyed["a.old"].old, Some(json!("value")));
-    assert_eq!(keyed["a.old"].new, None);
-    assert_eq!(keyed["a.new"].old, None);
-    assert_eq!(keyed["a.new"].new, Some(json!("value")));
+    assert_eq!(keyed["a.old"].old_value().cloned(), Some(json!("value")));
+    assert_eq!(keyed["a.old"].new_value().cloned(), None);
+    assert_eq!(keyed["a.new"].old_value().cloned(), None);
+    assert_eq!(keyed["a.new"].new_value().cloned(), Some(json!("value")));
     assert!(!store.contains("a.old"));
     assert_eq!(store.get_json("a.new"), Some(json!("value")));
     assert_eq!(store.stats().full_reloads, 0);
@@ -531,7 +535,10 @@ fn subscribers_get_each_key_once_per_commit_in_seq_order() {
         .unwrap();
     let received = changes(&all, 1);
     assert_eq!(
-        (received[0].old.clone(), received[0].new.clone()),
+        (
+            received[0].old_value().cloned(),
+            received[0].new_value().cloned()
+        ),
         (None, Some(json!(2)))
     );
 
@@ -548,8 +555,8 @@ fn subscribers_get_each_key_once_per_commit_in_seq_order() {
         })
         .unwrap();
     let received = changes(&all, 1);
-    assert_eq!(received[0].old, Some(json!(2)));
-    assert_eq!(received[0].new, Some(json!(5)));
+    assert_eq!(received[0].old_value(), Some(&json!(2)));
+    assert_eq!(received[0].new_value(), Some(&json!(5)));
 
     // Written then deleted in one commit: the key never existed for readers.
     store
@@ -628,7 +635,14 @@ fn a_stalled_subscriber_does_not_block_the_writer() {
     assert_eq!(held.len(), 5, "{held:?}");
     let values: Vec<Value> = held[..4]
         .iter()
-        .map(|event| event.as_change().expect("a change").new.clone().unwrap())
+        .map(|event| {
+            event
+                .as_change()
+                .expect("a change")
+                .new_value()
+                .cloned()
+                .unwrap()
+        })
         .collect();
     assert_eq!(values, [json!(0), json!(1), json!(2), json!(3)]);
     assert_eq!(
@@ -647,7 +661,7 @@ fn a_stalled_subscriber_does_not_block_the_writer() {
     // Drained: the next write is delivered again.
     let commit = store.set("lag.k", &WRITES).unwrap();
     let change = next_change(&stalled, "the write after the lag");
-    assert_eq!(change.new, Some(json!(WRITES)));
+    assert_eq!(change.new_value(), Some(&json!(WRITES)));
     assert_eq!(change.seq, commit.seq);
     assert_no_more(&stalled);
 }

@@ -347,7 +347,7 @@ fn run(rounds: &[Round]) {
                         // quiet phase resets `guarded.*` from Python).
                         let expected = if change.key.starts_with("local.")
                             || (change.key.starts_with("guarded.l")
-                                && change.new == Some(json!(POISON)))
+                                && change.new_value() == Some(&json!(POISON)))
                         {
                             Source::Local
                         } else {
@@ -358,7 +358,7 @@ fn run(rounds: &[Round]) {
                     if let Some(logged) = as_of(&change.key, change.seq) {
                         assert_eq!(
                             logged.cloned().flatten(),
-                            change.new,
+                            change.new_value().cloned(),
                             "{name}: {change:?} does not match the log at its seq"
                         );
                     }

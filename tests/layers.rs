@@ -150,7 +150,12 @@ fn registered_defaults_fill_what_the_database_lacks_and_are_never_written() {
     );
     let change = next_change(&events, "the stored value");
     assert_eq!(
-        (change.key.as_str(), change.old, change.new, change.source),
+        (
+            change.key.as_str(),
+            change.old_value().cloned(),
+            change.new_value().cloned(),
+            change.source
+        ),
         (
             "server.port",
             Some(json!(80)),
@@ -168,7 +173,7 @@ fn registered_defaults_fill_what_the_database_lacks_and_are_never_written() {
     sqlite3(&db.path, "DELETE FROM settings WHERE key = 'server.port'");
     let change = next_change(&events, "the default again");
     assert_eq!(
-        (change.old, change.new),
+        (change.old_value().cloned(), change.new_value().cloned()),
         (Some(json!(8080)), Some(json!(80)))
     );
     assert_eq!(live.load().port, 80);
@@ -176,7 +181,9 @@ fn registered_defaults_fill_what_the_database_lacks_and_are_never_written() {
     assert_eq!(explained.layer, Some(Layer::Default));
     assert_eq!(explained.database, None);
     assert_eq!(
-        explained.last_change.map(|entry| entry.new),
+        explained
+            .last_change
+            .map(|entry| entry.new_value().cloned()),
         Some(None),
         "the last change is the removal"
     );
@@ -194,7 +201,11 @@ fn a_stored_section_hides_a_default_leaf_of_the_other_shape() {
     assert_eq!(store.subtree("a").unwrap(), Some(json!({"b": {"c": 2}})));
     let mut seen: Vec<(String, Option<Value>)> = drain(&events)
         .into_iter()
-        .filter_map(|event| event.as_change().map(|c| (c.key.clone(), c.new.clone())))
+        .filter_map(|event| {
+            event
+                .as_change()
+                .map(|c| (c.key.clone(), c.new_value().cloned()))
+        })
         .collect();
     seen.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
@@ -250,7 +261,10 @@ fn typed_defaults_and_typed_section_writes() {
         .unwrap();
     assert_eq!(store.get::<u16>("server.port").unwrap(), Some(8443));
     let history = store.history("server.legacy", 10).unwrap();
-    assert_eq!(history.last().map(|entry| entry.new.clone()), Some(None));
+    assert_eq!(
+        history.last().map(|entry| entry.new_value().cloned()),
+        Some(None)
+    );
 }
 
 #[test]

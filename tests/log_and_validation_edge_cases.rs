@@ -106,7 +106,7 @@ fn revert_after_insert_or_replace_restores_the_old_value() {
     assert_eq!(store.get::<i64>("a").unwrap(), Some(2));
     let history = store.history("a", 10).unwrap();
     assert_eq!(
-        history.last().unwrap().old,
+        history.last().unwrap().old_value().cloned(),
         Some(json!(1)),
         "the log says 'a' was created: {history:?}"
     );

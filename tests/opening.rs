@@ -299,7 +299,7 @@ fn read_only_store_writes_nothing_refuses_writes_and_follows_other_processes() {
         match next_event(&events, "the CLI's write") {
             Event::Change(change) => {
                 assert_eq!(
-                    (change.key.as_str(), change.new.clone()),
+                    (change.key.as_str(), change.new_value().cloned()),
                     ("a.b", Some(json!(2)))
                 );
                 break;
@@ -313,7 +313,7 @@ fn read_only_store_writes_nothing_refuses_writes_and_follows_other_processes() {
     shell.send("UPDATE settings SET value = '3' WHERE key = 'a.b';");
     loop {
         match next_event(&events, "the session's write") {
-            Event::Change(change) if change.new == Some(json!(3)) => break,
+            Event::Change(change) if change.new_value() == Some(&json!(3)) => break,
             _ => {}
         }
     }
@@ -321,7 +321,7 @@ fn read_only_store_writes_nothing_refuses_writes_and_follows_other_processes() {
     loop {
         match next_event(&events, "the session's second write") {
             Event::Change(change) if change.key == "a.c" => {
-                assert_eq!(change.new, Some(json!("y")));
+                assert_eq!(change.new_value(), Some(&json!("y")));
                 break;
             }
             _ => {}

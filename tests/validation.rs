@@ -134,8 +134,8 @@ fn invalid_in_process_writes_are_rejected_with_nothing_written() {
         Event::Change(change) => {
             assert_eq!(change.key, "p.min");
             assert_eq!(change.seq, commit.seq);
-            assert_eq!(change.old, Some(json!(1.0)));
-            assert_eq!(change.new, Some(json!(4.5)));
+            assert_eq!(change.old_value(), Some(&json!(1.0)));
+            assert_eq!(change.new_value(), Some(&json!(4.5)));
         }
         other => panic!("expected the change of p.min, got {other:?}"),
     }
@@ -239,7 +239,7 @@ fn invalid_foreign_write_is_refused_until_a_fix_arrives() {
         "the changes of p.min and p.max",
         |event| {
             if let Event::Change(change) = event {
-                changed.push((change.key.clone(), change.new.clone()));
+                changed.push((change.key.clone(), change.new_value().cloned()));
             }
             changed.contains(&("p.min".to_owned(), Some(json!(10.0))))
                 && changed.contains(&("p.max".to_owned(), Some(json!(20.0))))
@@ -288,7 +288,7 @@ fn foreign_write_breaking_the_typed_schema_is_refused() {
     recv_until(&events, &mut seen, "the change of other.x", |event| {
         event
             .as_change()
-            .is_some_and(|change| change.key == "other.x" && change.new == Some(json!(2)))
+            .is_some_and(|change| change.key == "other.x" && change.new_value() == Some(&json!(2)))
     });
     assert_eq!(store.get::<f64>("p.max").unwrap(), Some(5.0));
     assert_eq!(store.rejected().len(), 1, "still pending");
@@ -301,7 +301,7 @@ fn foreign_write_breaking_the_typed_schema_is_refused() {
     recv_until(&events, &mut seen, "the change of p.max", |event| {
         event
             .as_change()
-            .is_some_and(|change| change.key == "p.max" && change.new == Some(json!(8.5)))
+            .is_some_and(|change| change.key == "p.max" && change.new_value() == Some(&json!(8.5)))
     });
     assert!(store.rejected().is_empty(), "{:?}", store.rejected());
     assert!(store.stats().rejected_values >= 1);

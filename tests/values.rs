@@ -115,7 +115,7 @@ fn values_stored_by_the_shell_are_read_back_up_to_64_levels() {
     );
     let change = next_change(&events, "the 64-level value from the shell");
     assert_eq!(change.key, "deep.ok");
-    assert_eq!(change.new, Some(nested(64)));
+    assert_eq!(change.new_value().cloned(), Some(nested(64)));
     assert_eq!(store.get_json("deep.ok"), Some(nested(64)));
 
     sqlite3(

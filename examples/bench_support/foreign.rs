@@ -187,7 +187,7 @@ pub fn through_store(cfg: &Config, db: &Path, key: &str, writer: Writer) -> Dela
                 continue;
             };
             let arrived = realtime_ns();
-            if let Some(value) = change.new.as_ref().and_then(Value::as_i64) {
+            if let Some(value) = change.new_value().and_then(Value::as_i64) {
                 arrivals.push((value, arrived));
                 if value >= last {
                     break;

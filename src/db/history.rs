@@ -28,6 +28,18 @@ pub struct HistoryEntry {
     pub origin: String,
 }
 
+impl HistoryEntry {
+    /// The value before (`None`: the key was created).
+    pub fn old_value(&self) -> Option<&Value> {
+        self.old.as_ref()
+    }
+
+    /// The value after (`None`: the key was removed).
+    pub fn new_value(&self) -> Option<&Value> {
+        self.new.as_ref()
+    }
+}
+
 /// How much of the change log to keep; see [`Store::prune`](crate::Store::prune).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -160,8 +172,8 @@ pub(crate) fn replay(
                     Source::External
                 },
                 key: entry.key,
-                old: entry.old,
-                new: entry.new,
+                old: entry.old.map(std::sync::Arc::new),
+                new: entry.new.map(std::sync::Arc::new),
             })
         })
     })

@@ -148,8 +148,8 @@ pub(crate) fn apply_rows(pass: &mut Pass, rows: &[LogRow], session: &str) {
             pass.events.push(Event::Change(Change {
                 seq: row.seq,
                 key: row.key.clone(),
-                old: old.map(|value| value.as_ref().clone()),
-                new: new.map(|value| value.as_ref().clone()),
+                old,
+                new,
                 source,
             }));
         }

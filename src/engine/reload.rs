@@ -109,8 +109,8 @@ pub(crate) fn full_reload(
             Event::Change(Change {
                 seq: seq_max,
                 key: key.to_owned(),
-                old: old.cloned(),
-                new: new.cloned(),
+                old: old.and_then(|_| current.entry(key)),
+                new: new.and_then(|_| snapshot.entry(key)),
                 source: Source::External,
             })
         }));

@@ -410,12 +410,12 @@ fn rewrite_events(
             continue;
         }
         let event = match originals.remove(key) {
-            Some(original) if original.new.as_ref() == new => original,
+            Some(original) if original.new.as_deref() == new => original,
             _ => Change {
                 seq,
                 key: key.to_owned(),
-                old: old.cloned(),
-                new: new.cloned(),
+                old: base.entry(key),
+                new: working.entry(key),
                 source: Source::External,
             },
         };

@@ -3,6 +3,7 @@
 pub(crate) mod subscribers;
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -42,10 +43,12 @@ pub struct Change {
     pub seq: i64,
     /// The dotted key.
     pub key: String,
-    /// The value before, `None` when the key was created.
-    pub old: Option<Value>,
-    /// The value after, `None` when the key was removed.
-    pub new: Option<Value>,
+    /// The value before, `None` when the key was created. Shared: every
+    /// subscriber's copy of the event points at the snapshot's value.
+    pub old: Option<Arc<Value>>,
+    /// The value after, `None` when the key was removed (shared like
+    /// `old`).
+    pub new: Option<Arc<Value>>,
     /// Who wrote it.
     pub source: Source,
 }
@@ -53,12 +56,12 @@ pub struct Change {
 impl Change {
     /// The value before, `None` when the key was created.
     pub fn old_value(&self) -> Option<&Value> {
-        self.old.as_ref()
+        self.old.as_deref()
     }
 
     /// The value after, `None` when the key was removed.
     pub fn new_value(&self) -> Option<&Value> {
-        self.new.as_ref()
+        self.new.as_deref()
     }
 }
 

@@ -273,7 +273,7 @@ mod tests {
             seq,
             key: key.to_owned(),
             old: None,
-            new: Some(serde_json::json!(seq)),
+            new: Some(std::sync::Arc::new(serde_json::json!(seq))),
             source: Source::Local,
         })
     }

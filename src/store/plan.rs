@@ -29,6 +29,16 @@ pub struct PlannedChange {
 }
 
 impl PlannedChange {
+    /// Its value before (`None`: it is added).
+    pub fn old_value(&self) -> Option<&Value> {
+        self.old.as_ref()
+    }
+
+    /// Its value after (`None`: it is removed).
+    pub fn new_value(&self) -> Option<&Value> {
+        self.new.as_ref()
+    }
+
     /// Whether the key is removed.
     pub fn is_removal(&self) -> bool {
         self.new.is_none()

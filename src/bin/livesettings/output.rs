@@ -114,7 +114,7 @@ pub fn watch(
                     _ => &[],
                 };
                 for change in changes {
-                    match &change.new {
+                    match change.new_value() {
                         Some(value) => view.insert(change.key.clone(), value.clone()),
                         None => view.remove(&change.key),
                     };
@@ -174,8 +174,8 @@ fn resync(
         let change = secrets.change(&Change {
             seq: now.seq(),
             key: key.to_owned(),
-            old: old.cloned(),
-            new: new.cloned(),
+            old: old.cloned().map(std::sync::Arc::new),
+            new: new.cloned().map(std::sync::Arc::new),
             source: livesettings::Source::External,
         });
         let text = if as_json {
@@ -325,8 +325,8 @@ fn human_lines(event: &Event, at: Option<&str>) -> Vec<String> {
         Event::Change(change) => vec![format!(
             "{now}  {}  {} → {}  ({}, seq {})",
             change.key,
-            show_old(&change.old),
-            show_new(&change.new),
+            show_old(change.old_value()),
+            show_new(change.new_value()),
             change.source,
             change.seq
         )],
@@ -341,8 +341,8 @@ fn human_lines(event: &Event, at: Option<&str>) -> Vec<String> {
             format!(
                 "    {}  {} → {}  (seq {})",
                 change.key,
-                show_old(&change.old),
-                show_new(&change.new),
+                show_old(change.old_value()),
+                show_new(change.new_value()),
                 change.seq
             )
         }))
@@ -380,23 +380,21 @@ pub fn history_line(entry: &HistoryEntry, as_json: bool) -> String {
         entry.seq,
         entry.at,
         entry.key,
-        show_old(&entry.old),
-        show_new(&entry.new),
+        show_old(entry.old_value()),
+        show_new(entry.new_value()),
         entry.origin
     )
 }
 
 /// A value before a change: `∅` when the key did not exist.
-fn show_old(value: &Option<Value>) -> String {
-    value.as_ref().map_or("∅".to_owned(), Value::to_string)
+fn show_old(value: Option<&Value>) -> String {
+    value.map_or("∅".to_owned(), Value::to_string)
 }
 
 /// A value after a change: `(removed)` when the key was removed (a JSON
 /// null prints as `null`).
-fn show_new(value: &Option<Value>) -> String {
-    value
-        .as_ref()
-        .map_or("(removed)".to_owned(), Value::to_string)
+fn show_new(value: Option<&Value>) -> String {
+    value.map_or("(removed)".to_owned(), Value::to_string)
 }
 
 /// The current UTC time as `HH:MM:SS.mmm` on `YYYY-MM-DD`.
