@@ -290,6 +290,10 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = livesettings::serve::DEFAULT_MAX_BODY)]
     pub max_body: usize,
+    /// Events queued per event-stream client before it counts as lagging
+    /// (it then gets a fresh snapshot instead of the events it missed)
+    #[arg(long, value_name = "EVENTS", default_value_t = 1024)]
+    pub client_backlog: usize,
     #[command(flatten)]
     pub schema: SchemaArg,
 }

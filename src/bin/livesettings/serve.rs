@@ -19,6 +19,7 @@ pub fn run(path: &Path, args: &ServeArgs, rules: Option<Rules>) -> Result<ExitCo
     let token = token::load_or_create(&token_file)?;
     let store = Options::new()
         .with_origin("livesettings-serve")
+        .with_channel_capacity(args.client_backlog)
         .open(path)?;
     if let Some(rules) = rules {
         store.add_rules(&rules)?;
