@@ -50,6 +50,8 @@ mod live;
 mod options;
 mod rules;
 pub mod secrets;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod snapshot;
 mod stats;
 mod store;

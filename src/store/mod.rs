@@ -1,6 +1,10 @@
 //! The store: the public handle applications hold (reads, writes,
 //! subscriptions); history and validation registration are beside it.
 
+#[cfg(feature = "serve")]
+pub(crate) mod commit_feed;
+#[cfg(feature = "serve")]
+pub(crate) mod conditional;
 pub(crate) mod explain;
 pub(crate) mod history;
 pub(crate) mod overrides;

@@ -260,12 +260,42 @@ pub enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 30.0)]
         expire_after: f64,
     },
+    /// Serve the HTTP API, the live event stream (SSE) and the web console
+    /// over the database, until Ctrl-C / SIGTERM; prints one JSON ready
+    /// line with the bound address and the console's URL
+    Serve(ServeArgs),
     /// Print a shell completion script (e.g. `livesettings completions bash
     /// > /etc/bash_completion.d/livesettings`)
     Completions {
         /// The shell to complete for
         shell: clap_complete::Shell,
     },
+}
+
+/// `serve`'s options.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port); anything but
+    /// loopback exposes the settings to the network
+    #[arg(long, value_name = "ADDRESS", default_value = livesettings::serve::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// The file holding the bearer token [default: DB.token beside the
+    /// database]; created (mode 0600) with a fresh token when missing
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow cross-origin requests (CORS) from this origin, e.g.
+    /// https://ops.example.com (repeatable); none by default
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// The largest request body accepted, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = livesettings::serve::DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+    /// Events queued per event-stream client before it counts as lagging
+    /// (it then gets a fresh snapshot instead of the events it missed)
+    #[arg(long, value_name = "EVENTS", default_value_t = 1024)]
+    pub client_backlog: usize,
+    #[command(flatten)]
+    pub schema: SchemaArg,
 }
 
 /// What a database is seeded with: nothing unless asked.

@@ -585,6 +585,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             return status::run(&path, &request, || open_read_only(&path));
         }
+        Command::Serve(serve) => {
+            // Read before anything is opened, so a bad file writes nothing.
+            let rules = load_rules(&path, &serve.schema)?;
+            return crate::serve::run(&path, &serve, rules);
+        }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(

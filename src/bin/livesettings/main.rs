@@ -6,6 +6,7 @@ mod diff_output;
 mod failure;
 mod formats;
 mod output;
+mod serve;
 mod stats;
 mod status;
 
