@@ -585,6 +585,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             return status::run(&path, &request, || open_read_only(&path));
         }
+        #[cfg(feature = "nats")]
+        Command::Sync(args) => return crate::sync::run(&path, args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(

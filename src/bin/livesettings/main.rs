@@ -8,6 +8,8 @@ mod formats;
 mod output;
 mod stats;
 mod status;
+#[cfg(feature = "nats")]
+mod sync;
 
 use std::process::ExitCode;
 
