@@ -332,7 +332,8 @@ impl Bridge<'_> {
     async fn run(&mut self, stop: &Stopper, wake: &Notify) -> SyncResult<()> {
         self.write_record();
         let (mut consumer, resynced) = self.start().await?;
-        let applied_revision = state::cursor(&self.conn, &self.db, &self.options.bucket)?.applied_revision;
+        let applied_revision =
+            state::cursor(&self.conn, &self.db, &self.options.bucket)?.applied_revision;
         self.emit(SyncEvent::Ready {
             bucket: self.options.bucket.clone(),
             applied_revision,
@@ -362,7 +363,9 @@ impl Bridge<'_> {
 
     /// Resynchronises or catches up; the consumer to go on with, and
     /// whether it resynchronised.
-    async fn start(&mut self) -> SyncResult<(async_nats::jetstream::consumer::push::Ordered, bool)> {
+    async fn start(
+        &mut self,
+    ) -> SyncResult<(async_nats::jetstream::consumer::push::Ordered, bool)> {
         let bucket = self.options.bucket.clone();
         let applied = state::cursor(&self.conn, &self.db, &bucket)?.applied_revision;
         let (first, last) = self.bucket.extent().await?;
@@ -382,7 +385,9 @@ impl Bridge<'_> {
             }
             return Ok((consumer, false));
         };
-        log::info!("resynchronising from bucket '{bucket}' ({reason}; applied {applied}, bucket holds {first}..={last})");
+        log::info!(
+            "resynchronising from bucket '{bucket}' ({reason}; applied {applied}, bucket holds {first}..={last})"
+        );
         let mut consumer = self.bucket.consumer(None).await?;
         let mut latest = Vec::new();
         if last > 0 {
@@ -390,7 +395,9 @@ impl Bridge<'_> {
             loop {
                 let message = tokio::time::timeout_at(deadline, consumer.next())
                     .await
-                    .map_err(|_| SyncError::nats("resync", "the bucket's state was not delivered in time"))?;
+                    .map_err(|_| {
+                        SyncError::nats("resync", "the bucket's state was not delivered in time")
+                    })?;
                 let message = match message {
                     Some(Ok(message)) => message,
                     Some(Err(error)) => return Err(SyncError::nats("resync", error)),
@@ -403,7 +410,11 @@ impl Bridge<'_> {
                 }
             }
         }
-        let through = latest.iter().map(|entry| entry.revision).max().unwrap_or(last);
+        let through = latest
+            .iter()
+            .map(|entry| entry.revision)
+            .max()
+            .unwrap_or(last);
         let outcome = super::resync::resync(
             &mut self.conn,
             &self.db,
@@ -429,7 +440,9 @@ impl Bridge<'_> {
         loop {
             let message = tokio::time::timeout_at(deadline, consumer.next())
                 .await
-                .map_err(|_| SyncError::nats("catch-up", "the bucket's history was not delivered in time"))?;
+                .map_err(|_| {
+                    SyncError::nats("catch-up", "the bucket's history was not delivered in time")
+                })?;
             match message {
                 Some(Ok(message)) => {
                     if self.inbound(&message)? == 0 {
@@ -448,9 +461,9 @@ impl Bridge<'_> {
         &self,
         message: &async_nats::jetstream::Message,
     ) -> SyncResult<(Incoming, u64, Option<(String, usize, usize)>)> {
-        let info = message
-            .info()
-            .map_err(|error| SyncError::nats("cannot read a message's metadata", error.to_string()))?;
+        let info = message.info().map_err(|error| {
+            SyncError::nats("cannot read a message's metadata", error.to_string())
+        })?;
         let (revision, pending) = (info.stream_sequence, info.pending);
         let subject = message.subject.as_str();
         let prefix = format!("$KV.{}.", self.options.bucket);
@@ -504,7 +517,13 @@ impl Bridge<'_> {
         }
         let group = std::mem::take(&mut self.group);
         let through = group.iter().map(|entry| entry.revision).max().unwrap_or(0);
-        let outcome = inbox::apply(&mut self.conn, &self.db, &self.options.bucket, &group, through)?;
+        let outcome = inbox::apply(
+            &mut self.conn,
+            &self.db,
+            &self.options.bucket,
+            &group,
+            through,
+        )?;
         if outcome.applied > 0 {
             self.emit(SyncEvent::Applied {
                 revision: through,
@@ -520,7 +539,12 @@ impl Bridge<'_> {
     /// servers cannot take now is tried again on the next tick).
     async fn push_pass(&mut self) -> SyncResult<()> {
         let bucket = self.options.bucket.clone();
+        let pushed = state::cursor(&self.conn, &self.db, &bucket)?.pushed_seq;
         let outbox = outbox::read(&mut self.conn, &self.db, &bucket)?;
+        if outbox.through <= pushed {
+            // Nothing new: an idle bridge takes no write lock.
+            return Ok(());
+        }
         let mut outgoing = Vec::new();
         for change in outbox.changes {
             let known = state::known(&self.conn, &self.db, &bucket, &change.key)?;
@@ -566,7 +590,10 @@ impl Bridge<'_> {
                 Err(PushFailure::Stale) => {
                     rounds += 1;
                     if rounds > STALE_ROUNDS * (1 + outbox_len(&work)) {
-                        self.note_error(&SyncError::nats("push", "a push kept failing its condition"));
+                        self.note_error(&SyncError::nats(
+                            "push",
+                            "a push kept failing its condition",
+                        ));
                         return Ok(());
                     }
                     match self.resolve_stale(items).await? {
@@ -653,7 +680,8 @@ impl Bridge<'_> {
             let origin = format!("{}{revision}:conflict", state::ORIGIN_PREFIX);
             inbox::apply_entry(&tx, &self.db, &bucket, &out.key, revision, &op, &origin)?;
             let undo_seq = state::log_position(&tx, &self.db)?;
-            tx.commit().context(&self.db, "cannot commit undoing a conflict")?;
+            tx.commit()
+                .context(&self.db, "cannot commit undoing a conflict")?;
             self.conflict(&pending, revision, fleet_value.as_deref(), undo_seq)?;
         }
         Ok(Some(retry))
@@ -675,15 +703,23 @@ impl Bridge<'_> {
                 value: pending.value.clone(),
             };
             let local = state::local_value(&tx, &self.db, &out.key)?;
-            if local != pending.value && !state::local_change_after(&tx, &self.db, &out.key, pending.seq)? {
+            if local != pending.value
+                && !state::local_change_after(&tx, &self.db, &out.key, pending.seq)?
+            {
                 let before = state::log_position(&tx, &self.db)?;
                 inbox::write_op(&tx, &out.key, &out.op)?;
-                state::stamp(&tx, &self.db, before, &format!("{}{revision}", state::ORIGIN_PREFIX))?;
+                state::stamp(
+                    &tx,
+                    &self.db,
+                    before,
+                    &format!("{}{revision}", state::ORIGIN_PREFIX),
+                )?;
                 known.seq = state::log_position(&tx, &self.db)?;
             }
             state::set_known(&tx, &self.db, &bucket, &out.key, &known)?;
         }
-        tx.commit().context(&self.db, "cannot commit recording a push")?;
+        tx.commit()
+            .context(&self.db, "cannot commit recording a push")?;
         self.emit(SyncEvent::Pushed {
             keys: items.iter().map(|(_, out)| out.key.clone()).collect(),
             revisions: revisions.to_vec(),
@@ -728,7 +764,11 @@ impl Bridge<'_> {
     }
 
     fn refused(&mut self, pending: &Pending, reason: &str) -> SyncResult<()> {
-        log::error!("not pushing '{}' (seq {}): {reason}", pending.key, pending.seq);
+        log::error!(
+            "not pushing '{}' (seq {}): {reason}",
+            pending.key,
+            pending.seq
+        );
         state::report(
             &self.conn,
             &self.db,

@@ -74,10 +74,15 @@ impl Bucket {
     /// bucket, creating it with `new` when missing, and turns on atomic
     /// batches on its stream when the server supports them.
     pub(crate) async fn open(url: &str, name: &str, new: NewBucket) -> SyncResult<Bucket> {
+        let servers = url
+            .split(',')
+            .map(|server| server.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| SyncError::nats(format!("invalid server list '{url}'"), error))?;
         let client = async_nats::ConnectOptions::new()
             .name("livesettings-sync")
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|error| SyncError::nats(format!("cannot connect to {url}"), error))?;
         let js = async_nats::jetstream::new(client.clone());
@@ -283,7 +288,10 @@ async fn open_or_create(
         Ok(store) => Ok(store),
         // Another bridge created it meanwhile.
         Err(create_error) => js.get_key_value(name).await.map_err(|_| {
-            SyncError::nats(format!("cannot open or create bucket '{name}'"), create_error)
+            SyncError::nats(
+                format!("cannot open or create bucket '{name}'"),
+                create_error,
+            )
         }),
     }
 }

@@ -99,8 +99,15 @@ mod tests {
     #[test]
     fn keys_round_trip_through_subjects_and_foreign_keys_are_refused() {
         let key = "visualisation.graphs.logseq-2.physics_x.damping";
-        assert_eq!(key_of("fleet", &subject("fleet", key)).as_deref(), Some(key));
-        assert_eq!(key_of("fleet", "$KV.fleet.a/b"), None, "'/' is not a key character");
+        assert_eq!(
+            key_of("fleet", &subject("fleet", key)).as_deref(),
+            Some(key)
+        );
+        assert_eq!(
+            key_of("fleet", "$KV.fleet.a/b"),
+            None,
+            "'/' is not a key character"
+        );
         assert_eq!(key_of("fleet", "$KV.fleet.a=b"), None);
         assert_eq!(key_of("fleet", "$KV.other.a"), None);
         assert_eq!(key_of("fleet", "$KV.fleetx.a"), None);

@@ -94,7 +94,8 @@ pub(crate) fn apply(
         }
     }
     state::set_applied(&tx, path, bucket, through)?;
-    tx.commit().context(path, "cannot commit an inbound transaction")?;
+    tx.commit()
+        .context(path, "cannot commit an inbound transaction")?;
     Ok(outcome)
 }
 

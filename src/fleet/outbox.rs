@@ -104,7 +104,12 @@ fn collapse(rows: Vec<Pending>) -> Vec<Pending> {
 
 /// Every key whose local value differs from the last one known in the
 /// bucket, as changes at `through`.
-fn whole_tree_diff(conn: &Connection, path: &Path, bucket: &str, through: i64) -> Result<Vec<Pending>> {
+fn whole_tree_diff(
+    conn: &Connection,
+    path: &Path,
+    bucket: &str,
+    through: i64,
+) -> Result<Vec<Pending>> {
     let known: HashMap<String, Option<String>> = state::all_known(conn, path, bucket)?
         .into_iter()
         .map(|(key, known)| (key, known.value))
@@ -118,7 +123,11 @@ fn whole_tree_diff(conn: &Connection, path: &Path, bucket: &str, through: i64) -
         .context(path, "cannot read the settings")?;
     let mut changes: Vec<Pending> = local
         .iter()
-        .filter(|(key, value)| known.get(*key).is_none_or(|known| known.as_ref() != Some(*value)))
+        .filter(|(key, value)| {
+            known
+                .get(*key)
+                .is_none_or(|known| known.as_ref() != Some(*value))
+        })
         .map(|(key, value)| Pending {
             key: key.clone(),
             seq: through,
@@ -158,7 +167,11 @@ mod tests {
         ]);
         assert_eq!(
             changes,
-            vec![row(2, "b", Some("1")), row(3, "a", None), row(4, "c", Some("1"))]
+            vec![
+                row(2, "b", Some("1")),
+                row(3, "a", None),
+                row(4, "c", Some("1"))
+            ]
         );
     }
 }

@@ -77,13 +77,20 @@ pub(crate) fn cursor(conn: &Connection, path: &Path, bucket: &str) -> Result<Cur
                 .optional()
         })
         .context(path, "cannot read the sync cursor")?;
-    Ok(found.map_or_else(Cursor::default, |(revision, seq)| Cursor {
-        applied_revision: u64::try_from(revision).unwrap_or(0),
-        pushed_seq: seq,
-    }))
+    Ok(
+        found.map_or_else(Cursor::default, |(revision, seq)| Cursor {
+            applied_revision: u64::try_from(revision).unwrap_or(0),
+            pushed_seq: seq,
+        }),
+    )
 }
 
-pub(crate) fn set_applied(conn: &Connection, path: &Path, bucket: &str, revision: u64) -> Result<()> {
+pub(crate) fn set_applied(
+    conn: &Connection,
+    path: &Path,
+    bucket: &str,
+    revision: u64,
+) -> Result<()> {
     conn.prepare_cached(
         "UPDATE livesettings_fleet SET applied_revision = max(applied_revision, ?2) WHERE bucket = ?1",
     )
@@ -94,7 +101,12 @@ pub(crate) fn set_applied(conn: &Connection, path: &Path, bucket: &str, revision
 
 /// Sets the applied revision to exactly `revision` (a resync after the
 /// bucket was recreated goes back).
-pub(crate) fn reset_applied(conn: &Connection, path: &Path, bucket: &str, revision: u64) -> Result<()> {
+pub(crate) fn reset_applied(
+    conn: &Connection,
+    path: &Path,
+    bucket: &str,
+    revision: u64,
+) -> Result<()> {
     conn.execute(
         "UPDATE livesettings_fleet SET applied_revision = ?2 WHERE bucket = ?1",
         (bucket, revision as i64),
@@ -112,7 +124,12 @@ pub(crate) fn set_pushed(conn: &Connection, path: &Path, bucket: &str, seq: i64)
     Ok(())
 }
 
-pub(crate) fn known(conn: &Connection, path: &Path, bucket: &str, key: &str) -> Result<Option<Known>> {
+pub(crate) fn known(
+    conn: &Connection,
+    path: &Path,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Known>> {
     conn.prepare_cached(
         "SELECT revision, seq, value FROM livesettings_fleet_keys WHERE bucket = ?1 AND key = ?2",
     )
@@ -131,7 +148,11 @@ pub(crate) fn known(conn: &Connection, path: &Path, bucket: &str, key: &str) -> 
 }
 
 /// Every key known in the bucket.
-pub(crate) fn all_known(conn: &Connection, path: &Path, bucket: &str) -> Result<Vec<(String, Known)>> {
+pub(crate) fn all_known(
+    conn: &Connection,
+    path: &Path,
+    bucket: &str,
+) -> Result<Vec<(String, Known)>> {
     let mut statement = conn
         .prepare("SELECT key, revision, seq, value FROM livesettings_fleet_keys WHERE bucket = ?1")
         .context(path, "cannot read the keys' revisions")?;
@@ -150,7 +171,13 @@ pub(crate) fn all_known(conn: &Connection, path: &Path, bucket: &str) -> Result<
         .context(path, "cannot read the keys' revisions")
 }
 
-pub(crate) fn set_known(conn: &Connection, path: &Path, bucket: &str, key: &str, known: &Known) -> Result<()> {
+pub(crate) fn set_known(
+    conn: &Connection,
+    path: &Path,
+    bucket: &str,
+    key: &str,
+    known: &Known,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO livesettings_fleet_keys (bucket, key, revision, seq, value) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (bucket, key) DO UPDATE SET revision = ?3, seq = ?4, value = ?5",
@@ -165,12 +192,20 @@ pub(crate) fn set_known(conn: &Connection, path: &Path, bucket: &str, key: &str,
 /// Forgets every key's revision (the bucket was recreated: its revisions
 /// started again).
 pub(crate) fn forget_keys(conn: &Connection, path: &Path, bucket: &str) -> Result<()> {
-    conn.execute("DELETE FROM livesettings_fleet_keys WHERE bucket = ?1", [bucket])
-        .context(path, "cannot reset the keys' revisions")?;
+    conn.execute(
+        "DELETE FROM livesettings_fleet_keys WHERE bucket = ?1",
+        [bucket],
+    )
+    .context(path, "cannot reset the keys' revisions")?;
     Ok(())
 }
 
-pub(crate) fn report(conn: &Connection, path: &Path, bucket: &str, report: &NewReport<'_>) -> Result<()> {
+pub(crate) fn report(
+    conn: &Connection,
+    path: &Path,
+    bucket: &str,
+    report: &NewReport<'_>,
+) -> Result<()> {
     conn.prepare_cached(
         // A pass interrupted before it recorded its position decides again:
         // the same report is not recorded twice.
@@ -223,7 +258,12 @@ pub(crate) fn local_value(conn: &Connection, path: &Path, key: &str) -> Result<O
 
 /// Whether a change not written by the bridge was logged for `key` after
 /// `seq`.
-pub(crate) fn local_change_after(conn: &Connection, path: &Path, key: &str, seq: i64) -> Result<bool> {
+pub(crate) fn local_change_after(
+    conn: &Connection,
+    path: &Path,
+    key: &str,
+    seq: i64,
+) -> Result<bool> {
     conn.prepare_cached(
         "SELECT count(*) > 0 FROM settings_log WHERE key = ?1 AND seq > ?2 AND origin NOT GLOB 'nats:*'",
     )

@@ -147,7 +147,9 @@ pub fn status(db: &Path) -> SyncResult<SyncStatus> {
     let bucket = match status.bucket.clone() {
         Some(bucket) => Some(bucket),
         None => conn
-            .query_row("SELECT bucket FROM livesettings_fleet LIMIT 1", [], |row| row.get(0))
+            .query_row("SELECT bucket FROM livesettings_fleet LIMIT 1", [], |row| {
+                row.get(0)
+            })
             .ok(),
     };
     let Some(bucket) = bucket else {
@@ -181,7 +183,9 @@ pub fn status(db: &Path) -> SyncResult<SyncStatus> {
                 key: row.get(1)?,
                 local_seq: row.get(2)?,
                 local_value: row.get(3)?,
-                fleet_revision: row.get::<_, Option<i64>>(4)?.map(|revision| revision as u64),
+                fleet_revision: row
+                    .get::<_, Option<i64>>(4)?
+                    .map(|revision| revision as u64),
                 fleet_value: row.get(5)?,
                 undo_seq: row.get(6)?,
                 reason: row.get(7)?,

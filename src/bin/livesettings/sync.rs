@@ -58,7 +58,10 @@ pub fn run(path: &Path, args: SyncArgs) -> Result<ExitCode, Failure> {
 
 fn status(path: &Path, as_json: bool) -> Result<ExitCode, Failure> {
     if !path.exists() {
-        return Err(Failure::Missing(format!("no database at {}", path.display())));
+        return Err(Failure::Missing(format!(
+            "no database at {}",
+            path.display()
+        )));
     }
     let status = match fleet::status(path) {
         Ok(status) => status,
@@ -84,7 +87,11 @@ fn status(path: &Path, as_json: bool) -> Result<ExitCode, Failure> {
         status.conflicts,
         status.refused
     ))?;
-    if let Some(error) = status.bridge.as_ref().and_then(|bridge| bridge.last_error.as_deref()) {
+    if let Some(error) = status
+        .bridge
+        .as_ref()
+        .and_then(|bridge| bridge.last_error.as_deref())
+    {
         out(&format!("last error:       {error}"))?;
     }
     for report in &status.recent {
@@ -94,7 +101,9 @@ fn status(path: &Path, as_json: bool) -> Result<ExitCode, Failure> {
             report.kind,
             report.key,
             report.local_value.as_deref().unwrap_or("(deleted)"),
-            report.local_seq.map_or_else(|| "-".to_owned(), |seq| seq.to_string()),
+            report
+                .local_seq
+                .map_or_else(|| "-".to_owned(), |seq| seq.to_string()),
             report.fleet_value.as_deref().unwrap_or("(deleted)"),
             report
                 .fleet_revision
