@@ -44,6 +44,8 @@ mod db;
 mod engine;
 mod error;
 mod events;
+#[cfg(feature = "nats")]
+pub mod fleet;
 mod key;
 mod layers;
 mod live;

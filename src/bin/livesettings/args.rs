@@ -264,6 +264,11 @@ pub enum Command {
     /// over the database, until Ctrl-C / SIGTERM; prints one JSON ready
     /// line with the bound address and the console's URL
     Serve(ServeArgs),
+    /// Bridge this database to a NATS JetStream KV bucket that a fleet of
+    /// hosts shares (runs until interrupted, printing one JSON event per
+    /// line); `sync status` reports on it
+    #[cfg(feature = "nats")]
+    Sync(SyncArgs),
     /// Print a shell completion script (e.g. `livesettings completions bash
     /// > /etc/bash_completion.d/livesettings`)
     Completions {
@@ -296,6 +301,41 @@ pub struct ServeArgs {
     pub client_backlog: usize,
     #[command(flatten)]
     pub schema: SchemaArg,
+/// `sync`: the fleet bridge, or with `status`, its state.
+#[cfg(feature = "nats")]
+#[derive(clap::Args, Debug)]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+pub struct SyncArgs {
+    #[command(subcommand)]
+    pub command: Option<SyncCommand>,
+    /// The NATS servers, comma-separated (nats://host:4222,nats://host2:4222)
+    #[arg(long, value_name = "URL", required = true)]
+    pub nats: Option<String>,
+    /// The KV bucket (created when missing)
+    #[arg(long, value_name = "NAME", required = true)]
+    pub bucket: Option<String>,
+    /// Order concurrent changes of a key by the bucket alone (unconditional
+    /// pushes) instead of letting the fleet's value win over a stale host
+    #[arg(long)]
+    pub last_writer_wins: bool,
+    /// Replicas of a bucket this creates (an existing bucket keeps its own)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub replicas: usize,
+    /// Revisions per key kept by a bucket this creates
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub history: i64,
+}
+
+#[cfg(feature = "nats")]
+#[derive(Subcommand, Debug)]
+pub enum SyncCommand {
+    /// Whether the bridge runs and is connected, the last revision applied,
+    /// local rows not pushed yet, and the conflicts reported
+    Status {
+        /// One JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What a database is seeded with: nothing unless asked.

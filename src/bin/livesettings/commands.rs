@@ -590,6 +590,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let rules = load_rules(&path, &serve.schema)?;
             return crate::serve::run(&path, &serve, rules);
         }
+        #[cfg(feature = "nats")]
+        Command::Sync(args) => return crate::sync::run(&path, args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(

@@ -9,6 +9,8 @@ mod output;
 mod serve;
 mod stats;
 mod status;
+#[cfg(feature = "nats")]
+mod sync;
 
 use std::process::ExitCode;
 
