@@ -301,6 +301,8 @@ pub struct ServeArgs {
     pub client_backlog: usize,
     #[command(flatten)]
     pub schema: SchemaArg,
+}
+
 /// `sync`: the fleet bridge, or with `status`, its state.
 #[cfg(feature = "nats")]
 #[derive(clap::Args, Debug)]
