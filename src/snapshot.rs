@@ -50,7 +50,21 @@ pub struct Snapshot {
     /// Changes since `base`, in key order: `Some` sets a key, `None`
     /// removes a key of the base.
     overlay: OrdMap<Arc<str>, Option<Stored>>,
+    /// One bit per hash of the keys in the overlay (set, never cleared
+    /// until a compaction empties it): a point read of a key the overlay
+    /// does not hold skips its ordered search, which costs ~70 ns at 1 000
+    /// changes. `None` while the overlay is empty.
+    filter: Option<Arc<Vec<u64>>>,
     len: usize,
+}
+
+/// The overlay filter's size in 64-bit words: 32 768 bits, 4 KiB copied
+/// once per commit that changes keys (copy on write). Its false positives
+/// (a bit set by another key) grow with the overlay: 3 % at 1 000 changes.
+const FILTER_WORDS: usize = 512;
+
+fn filter_bit(hash: u64) -> (usize, u64) {
+    (((hash >> 6) as usize) % FILTER_WORDS, 1 << (hash & 63))
 }
 
 /// A value as a snapshot holds it: a scalar inline (no allocation of its
@@ -147,15 +161,18 @@ impl Base {
         &self.text[start..self.ends[at]]
     }
 
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     fn position(&self, key: &str) -> Option<usize> {
-        let hash = self.hasher.hash_one(key);
+        self.position_hashed(key, self.hash(key))
+    }
+
+    fn position_hashed(&self, key: &str, hash: u64) -> Option<usize> {
         self.index
             .find(hash, |&at| self.key(at as usize) == key)
             .map(|&at| at as usize)
-    }
-
-    fn get(&self, key: &str) -> Option<&Stored> {
-        self.position(key).map(|at| &self.values[at])
     }
 
     /// The first position whose key is not below `bound`.
@@ -231,6 +248,7 @@ impl Builder {
             len: base.len(),
             base: Arc::new(base),
             overlay: OrdMap::new(),
+            filter: None,
         }
     }
 }
@@ -249,7 +267,8 @@ impl Snapshot {
     /// Sets (`Some`) or removes (`None`) one key: O(log c), c the changes
     /// since the last compaction, plus the amortized compaction.
     pub(crate) fn put(&mut self, key: Arc<str>, value: Option<Arc<Value>>) {
-        let in_base = self.base.position(&key).is_some();
+        let hash = self.base.hash(&key);
+        let in_base = self.base.position_hashed(&key, hash).is_some();
         let was = match self.overlay.get(&*key) {
             Some(entry) => entry.is_some(),
             None => in_base,
@@ -261,6 +280,13 @@ impl Snapshot {
             }
             value => {
                 self.overlay.insert(key, value.map(Stored::from_shared));
+                let filter = self
+                    .filter
+                    .get_or_insert_with(|| Arc::new(vec![0; FILTER_WORDS]));
+                let (word, bit) = filter_bit(hash);
+                if filter[word] & bit == 0 {
+                    Arc::make_mut(filter)[word] |= bit;
+                }
             }
         }
         match (was, now) {
@@ -283,6 +309,7 @@ impl Snapshot {
         self.len = base.len();
         self.base = Arc::new(base);
         self.overlay = OrdMap::new();
+        self.filter = None;
     }
 
     /// A copy with `key` set to `value` (`None` removes it), at the same
@@ -440,16 +467,27 @@ impl Snapshot {
     }
 
     fn stored(&self, key: &str) -> Option<&Stored> {
-        if !self.overlay.is_empty() {
+        let hash = self.base.hash(key);
+        if self.may_be_in_overlay(hash) {
             if let Some(changed) = self.overlay.get(key) {
                 return changed.as_ref();
             }
         }
-        self.base.get(key)
+        self.base
+            .position_hashed(key, hash)
+            .map(|at| &self.base.values[at])
+    }
+
+    /// Whether the overlay may hold the key of `hash` (no false negatives).
+    fn may_be_in_overlay(&self, hash: u64) -> bool {
+        self.filter.as_ref().is_some_and(|filter| {
+            let (word, bit) = filter_bit(hash);
+            filter[word] & bit != 0
+        })
     }
 
     fn entry_with_key(&self, key: &str) -> Option<(&str, &Stored)> {
-        if !self.overlay.is_empty() {
+        if self.may_be_in_overlay(self.base.hash(key)) {
             if let Some((key, changed)) = self.overlay.get_key_value(key) {
                 return changed.as_ref().map(|value| (&**key, value));
             }

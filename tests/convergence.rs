@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use livesettings::{Error, Event, Options, Retention, Store, WatchMode};
+use livesettings::{Error, Event, Options, ReloadReason, Retention, Store, WatchMode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::{TIMEOUT, TempDb, connect, poll_until, sqlite3_command, store_map, try_db_contents};
@@ -200,13 +200,15 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             let new = db.sibling(&format!("new-{generation}.db"));
             build_database(&new, pairs);
             let expected = try_db_contents(&new).map_err(|e| e.to_string())?;
+            let followed = store.stats().reloads(ReloadReason::FileReplaced);
             std::fs::rename(&new, path).map_err(|e| e.to_string())?;
-            await_follow(store, expected)
+            await_follow(store, expected, followed)
         }
         Op::DeleteRecreate(pairs) => {
             *generation += 1;
             let new = db.sibling(&format!("new-{generation}.db"));
             build_database(&new, pairs);
+            let followed = store.stats().reloads(ReloadReason::FileReplaced);
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
             // Vary how long the path stays empty (0, 10 or 20 ms), so some
             // cases let the watcher see the file missing and some do not;
@@ -214,7 +216,7 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
             std::thread::sleep(Duration::from_millis(u64::from(*generation % 3) * 10));
             let expected = try_db_contents(&new).map_err(|e| e.to_string())?;
             std::fs::rename(&new, path).map_err(|e| e.to_string())?;
-            await_follow(store, expected)
+            await_follow(store, expected, followed)
         }
     }
 }
@@ -223,10 +225,18 @@ fn run(store: &Store, db: &TempDb, op: &Op, generation: &mut u32) -> Result<(), 
 /// opens the path between a rename and the store's reopen shares the old
 /// database's `-wal`/`-shm` (DESIGN pitfall 13; seen here as "disk I/O
 /// error" in that writer): deploy tools should use the backup API, so the
-/// sequence waits, like a careful operator.
-fn await_follow(store: &Store, expected: BTreeMap<String, Value>) -> Result<(), String> {
+/// sequence waits, like a careful operator: until the store has reopened
+/// (one more `FileReplaced` reload than `followed`, the count before the
+/// replacement) and serves the new file. Equal contents alone are not
+/// enough: an empty replacement of an empty database matches at once.
+fn await_follow(
+    store: &Store,
+    expected: BTreeMap<String, Value>,
+    followed: u64,
+) -> Result<(), String> {
     if poll_until(TIMEOUT, || {
-        store_map(store) == served(store, expected.clone())
+        store.stats().reloads(ReloadReason::FileReplaced) > followed
+            && store_map(store) == served(store, expected.clone())
     }) {
         Ok(())
     } else {
