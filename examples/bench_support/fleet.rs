@@ -18,7 +18,6 @@ use livesettings::{Event, Store};
 use super::{Config, Row, Samples, ns, progress};
 
 #[path = "../../tests/support/nats_cluster.rs"]
-#[allow(dead_code)]
 mod nats_cluster;
 
 const WRITES: usize = 200;
