@@ -6,6 +6,8 @@ pub mod consumers;
 pub mod contention;
 pub mod curves;
 pub mod engine;
+#[cfg(feature = "nats")]
+pub mod fleet;
 pub mod foreign;
 pub mod idle;
 pub mod memory;

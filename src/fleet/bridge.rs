@@ -316,6 +316,10 @@ pub fn run(
     outcome
 }
 
+/// A stored message read: the entry, how many messages follow it, and the
+/// pushed commit it belongs to (`id`, `index`, `count`).
+type Parsed = (Incoming, u64, Option<(String, usize, usize)>);
+
 struct Bridge<'e> {
     db: PathBuf,
     conn: Connection,
@@ -457,10 +461,7 @@ impl Bridge<'_> {
 
     /// Reads one stored message: the entry, how many follow it, and the
     /// pushed commit it belongs to.
-    fn parse(
-        &self,
-        message: &async_nats::jetstream::Message,
-    ) -> SyncResult<(Incoming, u64, Option<(String, usize, usize)>)> {
+    fn parse(&self, message: &async_nats::jetstream::Message) -> SyncResult<Parsed> {
         let info = message.info().map_err(|error| {
             SyncError::nats("cannot read a message's metadata", error.to_string())
         })?;

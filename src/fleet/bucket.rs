@@ -104,8 +104,11 @@ impl Bucket {
 
     /// The largest value a push may carry.
     pub(crate) fn max_value(&self) -> usize {
-        let payload = usize::try_from(self.client.server_info().max_payload).unwrap_or(usize::MAX);
-        let limit = payload.saturating_sub(HEADER_ROOM);
+        let limit = self
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM);
         match usize::try_from(self.kv.stream.cached_info().config.max_message_size) {
             Ok(stream) if stream > 0 => limit.min(stream),
             _ => limit,
