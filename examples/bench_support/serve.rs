@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use livesettings::{Event, Options, Store};
+use livesettings::{Event, Options};
 use rusqlite::Connection;
 
 use super::idle::binary;
