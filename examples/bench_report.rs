@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Sections (for `--only`): `memory`, `reads`, `writes`, `engine`, `shape`,
-//! `contention`, `reload`, `foreign`, `idle`, `consumers`, `curves` (1 000 to 1 000 000 keys), `fleet` (with `--features nats`). Environment: `BENCH_IDLE_SECS` (idle sample
+//! `contention`, `reload`, `foreign`, `idle`, `consumers`, `serve` (the HTTP
+//! server's event stream against the in-process subscriber), `curves` (1 000
+//! to 1 000 000 keys), `fleet` (with `--features nats`). Environment: `BENCH_IDLE_SECS` (idle sample
 //! per `watch` process, default 30, 5 with `--quick`), `BENCH_LARGE_KEYS`
 //! (default 100000), `BENCH_DIR` (where the databases go, default a temporary
 //! folder). Needs `python3` (with its `sqlite3` module) for the foreign
@@ -39,7 +41,7 @@ fn main() {
     }
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         eprintln!(
-            "usage: bench_report [--quick] [--only memory,reads,writes,engine,shape,contention,reload,foreign,idle,consumers,curves,fleet]"
+            "usage: bench_report [--quick] [--only memory,reads,writes,engine,shape,contention,reload,foreign,idle,consumers,serve,curves,fleet]"
         );
         return;
     }
@@ -116,6 +118,9 @@ fn main() {
     }
     if cfg.wants("consumers") {
         bench_support::consumers::rows(&cfg, &mut rows);
+    }
+    if cfg.wants("serve") {
+        bench_support::serve::rows(&cfg, &mut rows);
     }
     // Needs `--features nats` (and the nats-server binary `.ci/run` installs).
     #[cfg(feature = "nats")]

@@ -924,10 +924,7 @@ fn a_slow_client_never_blocks_the_store_or_other_clients_and_gets_a_resync() {
     // Now the slow one reads: a lag resync snapshot, then only later commits.
     let mut saw_resync = false;
     let mut seen = Vec::new();
-    loop {
-        let Some(event) = slow.next_within(Duration::from_secs(5)) else {
-            break;
-        };
+    while let Some(event) = slow.next_within(Duration::from_secs(5)) {
         if event.event == "snapshot" && event.json()["reason"] == "lagged" {
             saw_resync = true;
             assert_eq!(

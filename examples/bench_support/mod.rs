@@ -13,6 +13,7 @@ pub mod idle;
 pub mod memory;
 pub mod micro;
 pub mod reload;
+pub mod serve;
 pub mod tree_shape;
 
 use std::fmt::Write as _;

@@ -47,7 +47,7 @@ impl Gate {
 
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        if self.hosts.iter().any(|known| *known == host) {
+        if self.hosts.contains(&host) {
             return true;
         }
         // Bound to every interface: any IP literal (never a DNS name, which

@@ -123,7 +123,8 @@
     });
     save.addEventListener("click", () => saveValue(key));
     hist.addEventListener("click", () => openHistory(key));
-    const label = el("span", { class: "key", title: key }, el("span", { class: "path", text: segments.length ? segments.join(".") + "." : "" }), name);
+    // The sections above show the path; the full key is the tooltip.
+    const label = el("span", { class: "key", title: key }, name);
     return el("div", { class: "row", "data-key": key }, label, input, save, hist, error);
   }
 
@@ -279,7 +280,7 @@
     }
     const data = answer.data || {};
     if (answer.status === 422 && data.rule) {
-      error.textContent = "Refused: " + described(data.value) + " — " + data.rule;
+      error.textContent = "Refused: " + data.rule;
     } else if (answer.status === 412) {
       error.textContent = "Changed elsewhere meanwhile; the current value is shown. Edit again to overwrite it.";
       input.value = shown(state.values.get(key));
