@@ -66,12 +66,41 @@ struct Node {
 pub struct NatsCluster {
     _dir: tempfile::TempDir,
     nodes: Vec<Node>,
+    /// One cluster at a time per test binary: nine servers, bridges and
+    /// stores per test are more than two cores start within the deadline
+    /// when every test runs at once, and fewer ports are picked at a time.
+    /// Released after the nodes are killed (fields drop after `drop`).
+    _serial: Option<std::sync::MutexGuard<'static, ()>>,
 }
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How many times a cluster is started afresh (new ports) when a node
+/// exits before it is ready: a free port can be taken between the check
+/// and the server's bind.
+const START_ATTEMPTS: usize = 3;
 
 impl NatsCluster {
     /// Starts three nodes and waits until JetStream is ready on each.
     pub fn start() -> NatsCluster {
+        let serial = SERIAL.lock().unwrap_or_else(|poison| poison.into_inner());
         let binary = server_binary();
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let mut cluster = NatsCluster::launch(&binary);
+            match cluster.try_ready() {
+                Ok(()) => {
+                    cluster._serial = Some(serial);
+                    return cluster;
+                }
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("the nats cluster did not start: {failures:?}");
+    }
+
+    /// Three nodes on fresh ports, started, not waited for.
+    fn launch(binary: &Path) -> NatsCluster {
         let dir = tempfile::tempdir().expect("a folder for the cluster");
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -107,11 +136,14 @@ impl NatsCluster {
                 child: None,
             });
         }
-        let mut cluster = NatsCluster { _dir: dir, nodes };
+        let mut cluster = NatsCluster {
+            _dir: dir,
+            nodes,
+            _serial: None,
+        };
         for index in 0..3 {
-            cluster.spawn(index, &binary);
+            cluster.spawn(index, binary);
         }
-        cluster.wait_ready();
         cluster
     }
 
@@ -177,21 +209,37 @@ impl NatsCluster {
 
     /// Waits until every running node answers `/healthz` with 200 (its
     /// JetStream is up and current with the cluster).
-    pub fn wait_ready(&self) {
+    pub fn wait_ready(&mut self) {
+        if let Err(failure) = self.try_ready() {
+            panic!("{failure}");
+        }
+    }
+
+    /// [`NatsCluster::wait_ready`], saying why not instead of panicking: a
+    /// node that exited (its port was taken), or one not ready in time.
+    fn try_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+        for node in self.nodes.iter_mut() {
+            let Some(child) = node.child.as_mut() else {
+                continue;
+            };
             loop {
                 if healthz(node.http_port) {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "nats node {} was not ready within {READY_TIMEOUT:?}",
-                    node.name
-                );
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("nats node {} exited: {status}", node.name));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "nats node {} was not ready within {READY_TIMEOUT:?}",
+                        node.name
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        Ok(())
     }
 }
 
