@@ -37,7 +37,7 @@ use crate::value::unflatten;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// Inside, a compact immutable [`Base`] (every key's text in one buffer, in
+/// Inside, a compact immutable base (every key's text in one buffer, in
 /// order, with a hash table of positions) holds the bulk, shared by every
 /// copy; the changes since it was built sit in a small persistent ordered
 /// `overlay`. When the overlay outgrows an eighth of the base, the two are
