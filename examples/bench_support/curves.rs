@@ -3,13 +3,12 @@
 //! per size in one table.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
-
-use livesettings::{Event, ReloadReason};
+use std::time::Instant;
 
 use super::foreign::{Writer, through_store};
 use super::memory::measure;
 use super::micro::{each, per_op};
+use super::reload::reload_after_dropped_trigger;
 use super::{Config, Golden, Samples, fresh_copy, ns, progress};
 use crate::support;
 
@@ -66,23 +65,8 @@ fn measure_size(cfg: &Config, keys: usize) -> Point {
     let events = store.subscribe("").expect("subscribe");
     let mut reloads = Vec::new();
     for _ in 0..reps {
-        let before = store.stats().reloads(ReloadReason::TriggersMissing);
-        while events.try_recv().is_ok() {}
-        let conn = rusqlite::Connection::open(&path).expect("foreign connection");
-        conn.execute_batch("DROP TRIGGER settings_log_update")
-            .expect("drop a trigger");
-        drop(conn);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            match events.recv_timeout(Duration::from_millis(100)) {
-                Ok(Event::Reloaded { .. }) | Err(_) => {}
-                Ok(_) => continue,
-            }
-            let stats = store.stats();
-            if stats.reloads(ReloadReason::TriggersMissing) > before {
-                reloads.push(stats.last_apply.as_nanos() as f64);
-                break;
-            }
+        if let Some(apply) = reload_after_dropped_trigger(&store, &events, &path) {
+            reloads.push(apply.as_nanos() as f64);
         }
     }
     drop(events);

@@ -63,6 +63,26 @@ fn last_apply_after(store: &Store, reason: ReloadReason, before: u64) -> Option<
     None
 }
 
+/// Drops a change-log trigger from another connection and returns the
+/// full reload's `last_apply` once the store has done it (`events`: a
+/// subscription of the store's, drained first).
+pub fn reload_after_dropped_trigger(
+    store: &Store,
+    events: &Receiver<Event>,
+    path: &Path,
+) -> Option<Duration> {
+    let before = store.stats().reloads(ReloadReason::TriggersMissing);
+    while events.try_recv().is_ok() {}
+    let conn = rusqlite::Connection::open(path).expect("foreign connection");
+    conn.execute_batch("DROP TRIGGER settings_log_update")
+        .expect("drop a trigger");
+    drop(conn);
+    if wait_reloaded(events, ReloadReason::TriggersMissing).is_none() {
+        progress("no TriggersMissing reload event within 20 s");
+    }
+    last_apply_after(store, ReloadReason::TriggersMissing, before)
+}
+
 pub fn rows(cfg: &Config, golden: &Golden, rows: &mut Vec<Row>) {
     let reps = cfg.reload_reps;
     let path = fresh_copy(&golden.path, &cfg.workdir, "reload");
@@ -123,16 +143,7 @@ pub fn rows(cfg: &Config, golden: &Golden, rows: &mut Vec<Row>) {
     progress("reload after a dropped trigger");
     let mut dropped = Vec::new();
     for _ in 0..reps {
-        let before = store.stats().reloads(ReloadReason::TriggersMissing);
-        while events.try_recv().is_ok() {}
-        let conn = rusqlite::Connection::open(&path).expect("foreign connection");
-        conn.execute_batch("DROP TRIGGER settings_log_update")
-            .expect("drop a trigger");
-        drop(conn);
-        if wait_reloaded(&events, ReloadReason::TriggersMissing).is_none() {
-            progress("no TriggersMissing reload event within 20 s");
-        }
-        if let Some(apply) = last_apply_after(&store, ReloadReason::TriggersMissing, before) {
+        if let Some(apply) = reload_after_dropped_trigger(&store, &events, &path) {
             dropped.push(apply.as_nanos() as f64);
         }
     }
