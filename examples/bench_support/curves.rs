@@ -3,12 +3,11 @@
 //! per size in one table.
 
 use std::fmt::Write as _;
-use std::time::Instant;
 
 use super::foreign::{Writer, through_store};
 use super::memory::measure;
 use super::micro::{each, per_op};
-use super::reload::reload_after_dropped_trigger;
+use super::reload::{open_times, reload_after_dropped_trigger};
 use super::{Config, Golden, Samples, fresh_copy, ns, progress};
 use crate::support;
 
@@ -31,15 +30,7 @@ fn measure_size(cfg: &Config, keys: usize) -> Point {
     let reps = if keys >= 1_000_000 { 3 } else { 5 };
 
     progress(format!("curve at {keys} keys: open"));
-    support::open_store(&path).close().expect("close"); // warm the page cache
-    let mut opens = Vec::new();
-    for _ in 0..reps {
-        let started = Instant::now();
-        let store = support::open_store(&path);
-        opens.push(started.elapsed().as_nanos() as f64);
-        assert_eq!(store.stats().keys, keys);
-        store.close().expect("close");
-    }
+    let open = open_times(&path, keys, reps);
 
     progress(format!("curve at {keys} keys: memory"));
     let raw = support::raw_bytes(&golden.leaves) as f64;
@@ -78,7 +69,7 @@ fn measure_size(cfg: &Config, keys: usize) -> Point {
     let delays = through_store(cfg, &db, &key, Writer::KeptOpen);
     Point {
         keys,
-        open: Samples::new(opens),
+        open,
         memory,
         get,
         set,

@@ -63,6 +63,21 @@ fn last_apply_after(store: &Store, reason: ReloadReason, before: u64) -> Option<
     None
 }
 
+/// `Store::open` of `path` (holding `keys` keys) `reps` times after one
+/// warm-up open, in ns.
+pub fn open_times(path: &Path, keys: usize, reps: usize) -> Samples {
+    support::open_store(path).close().expect("close"); // warm the page cache
+    let mut opens = Vec::new();
+    for _ in 0..reps {
+        let started = Instant::now();
+        let store = support::open_store(path);
+        opens.push(started.elapsed().as_nanos() as f64);
+        assert_eq!(store.stats().keys, keys);
+        store.close().expect("close");
+    }
+    Samples::new(opens)
+}
+
 /// Drops a change-log trigger from another connection and returns the
 /// full reload's `last_apply` once the store has done it (`events`: a
 /// subscription of the store's, drained first).
@@ -88,16 +103,7 @@ pub fn rows(cfg: &Config, golden: &Golden, rows: &mut Vec<Row>) {
     let path = fresh_copy(&golden.path, &cfg.workdir, "reload");
 
     progress(format!("Store::open at {} keys ×{reps}", golden.keys));
-    support::open_store(&path).close().expect("close"); // warm the page cache
-    let mut opens = Vec::new();
-    for _ in 0..reps {
-        let started = Instant::now();
-        let store = support::open_store(&path);
-        opens.push(started.elapsed().as_nanos() as f64);
-        assert_eq!(store.stats().keys, golden.keys);
-        store.close().expect("close");
-    }
-    let opens = Samples::new(opens);
+    let opens = open_times(&path, golden.keys, reps);
 
     progress("naive reload baseline");
     let mut naive = Vec::new();
