@@ -44,6 +44,13 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the outbox is retried and the record refreshed without a
 /// local commit.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long the bucket consumer may stay silent while the stream holds
+/// revisions this host has not applied before the bridge replaces it. An
+/// ordered consumer lives on one server: when that server dies, async-nats
+/// does not always notice (seen here: a host that never received another
+/// entry after the stream leader was killed).
+const CONSUMER_STALL: Duration = Duration::from_secs(3);
 /// How many times one push is retried after its condition failed before
 /// the pass gives up until the next one.
 const STALE_ROUNDS: usize = 4;
@@ -346,12 +353,16 @@ impl Bridge<'_> {
         });
         self.push_pass().await?;
         let mut tick = tokio::time::interval(TICK);
+        let mut heard = tokio::time::Instant::now();
         while !stop.stopped() {
             tokio::select! {
                 biased;
                 () = stop.0.1.notified() => {}
                 message = consumer.next() => match message {
-                    Some(Ok(message)) => { self.inbound(&message)?; }
+                    Some(Ok(message)) => {
+                        heard = tokio::time::Instant::now();
+                        self.inbound(&message)?;
+                    }
                     Some(Err(error)) => self.note_error(&SyncError::nats("bucket consumer", error)),
                     None => return Err(SyncError::nats("bucket consumer", "the consumer ended")),
                 },
@@ -359,10 +370,52 @@ impl Bridge<'_> {
                 _ = tick.tick() => {
                     self.push_pass().await?;
                     self.refresh_record();
+                    if heard.elapsed() >= CONSUMER_STALL {
+                        if let Some(replaced) = self.replace_stalled_consumer().await? {
+                            consumer = replaced;
+                        }
+                        heard = tokio::time::Instant::now();
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// A new bucket consumer from the first revision not applied yet, when
+    /// the stream holds revisions past it and the current consumer has
+    /// been silent (see [`CONSUMER_STALL`]); `None` when nothing is missing
+    /// or the cluster cannot answer now (tried again later). A commit
+    /// half-gathered is dropped: the new consumer delivers it again whole.
+    async fn replace_stalled_consumer(
+        &mut self,
+    ) -> SyncResult<Option<async_nats::jetstream::consumer::push::Ordered>> {
+        let applied = state::cursor(&self.conn, &self.db, &self.options.bucket)?.applied_revision;
+        let last = match self.bucket.extent().await {
+            Ok((_, last)) => last,
+            Err(error) => {
+                self.note_error(&error);
+                return Ok(None);
+            }
+        };
+        if last <= applied {
+            return Ok(None);
+        }
+        log::warn!(
+            "the bucket consumer was silent with revisions {}..={last} not applied: replacing it",
+            applied + 1
+        );
+        match self.bucket.consumer(Some(applied + 1)).await {
+            Ok(consumer) => {
+                self.group.clear();
+                self.group_id = None;
+                Ok(Some(consumer))
+            }
+            Err(error) => {
+                self.note_error(&error);
+                Ok(None)
+            }
+        }
     }
 
     /// Resynchronises or catches up; the consumer to go on with, and
