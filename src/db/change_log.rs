@@ -154,9 +154,10 @@ pub(crate) fn read_log(conn: &Connection, path: &Path, after: i64) -> Result<Vec
 pub(crate) const UNDER_PREFIX: &str =
     "(?1 = '' OR key = ?1 OR (key >= ?1 || '.' AND key < ?1 || '/'))";
 
-/// The stored value of one key, through the primary key's index (`None`
-/// when absent or unreadable, like a row [`read_section`] skips).
-pub(crate) fn read_key(conn: &Connection, path: &Path, key: &str) -> Result<Option<Arc<Value>>> {
+/// The stored text of one key, through the primary key's index (`None`
+/// when absent, or when the cell is not text, which only a writer that
+/// bypassed the CHECK constraint can store).
+pub(crate) fn stored_text(conn: &Connection, path: &Path, key: &str) -> Result<Option<String>> {
     let mut statement = conn
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")
         .context(path, "cannot read a setting")?;
@@ -166,11 +167,17 @@ pub(crate) fn read_key(conn: &Connection, path: &Path, key: &str) -> Result<Opti
     let Some(row) = rows.next().context(path, "cannot read a setting")? else {
         return Ok(None);
     };
-    let text = row
+    Ok(row
         .get_ref(0)
         .ok()
-        .and_then(|cell| text_cell(cell).ok().flatten());
-    Ok(text.and_then(|text| parse_stored_text(key, &text).ok().map(Arc::new)))
+        .and_then(|cell| text_cell(cell).ok().flatten()))
+}
+
+/// The stored value of one key (`None` when absent or unreadable, like a
+/// row [`read_section`] skips).
+pub(crate) fn read_key(conn: &Connection, path: &Path, key: &str) -> Result<Option<Arc<Value>>> {
+    Ok(stored_text(conn, path, key)?
+        .and_then(|text| parse_stored_text(key, &text).ok().map(Arc::new)))
 }
 
 /// The current rows of the section at or below `prefix`, decoded; rows that

@@ -124,10 +124,4 @@ pub(crate) fn remove(conn: &Connection, path: &Path, key: &str) -> Result<bool> 
 }
 
 /// The stored text of `key` now.
-pub(crate) fn current_text(conn: &Connection, path: &Path, key: &str) -> Result<Option<String>> {
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
-        row.get(0)
-    })
-    .optional()
-    .context(path, "cannot read a setting")
-}
+pub(crate) use crate::db::change_log::stored_text as current_text;

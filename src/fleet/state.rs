@@ -251,9 +251,7 @@ pub(crate) fn stamp(conn: &Connection, path: &Path, after: i64, origin: &str) ->
 
 /// The local value of `key` (its JSON text), `None` when absent.
 pub(crate) fn local_value(conn: &Connection, path: &Path, key: &str) -> Result<Option<String>> {
-    conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")
-        .and_then(|mut statement| statement.query_row([key], |row| row.get(0)).optional())
-        .context(path, "cannot read a setting")
+    crate::db::change_log::stored_text(conn, path, key)
 }
 
 /// Whether a change not written by the bridge was logged for `key` after
